@@ -1,0 +1,220 @@
+"""`clout`: the one command-line tool. Subcommands follow the data: stack, topics, ingest, run, query."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+
+from clout.settings import Secret, Settings, load_settings
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+# Flags shared by every subcommand, mapped onto Settings fields.
+_SETTING_FLAGS = {
+    "bootstrap": "kafka_bootstrap",
+    "topic": "topic",
+    "dlq_topic": "dlq_topic",
+    "group": "group",
+    "redis_url": "redis_url",
+    "kafka_port": "kafka_port",
+    "redis_port": "redis_port",
+    "state_dir": "state_dir",
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "accepts_extra", False):
+        parser.error(f"unrecognised arguments: {' '.join(extra)}")
+    args.extra = extra
+    try:
+        settings = load_settings(args.config, _overrides(args))
+        return args.handler(args, settings)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, RuntimeError) as error:
+        print(f"clout: error: {error}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("connection settings (also CLOUT_* variables or --config FILE)")
+    group.add_argument("--config", help="TOML file of settings (names as in `clout config`)")
+    group.add_argument("--bootstrap", help="Kafka bootstrap servers, host:port[,host:port]")
+    group.add_argument("--topic", help="interactions topic")
+    group.add_argument("--dlq-topic", help="dead-letter topic")
+    group.add_argument("--group", help="consumer group of the pipeline")
+    group.add_argument("--redis-url", help="redis://[user:password@]host:port/db (rediss:// for TLS)")
+    group.add_argument("--kafka-port", type=int, help="local stack: Kafka port")
+    group.add_argument("--redis-port", type=int, help="local stack: Redis port")
+    group.add_argument("--state-dir", help="local stack: data, logs and pid files")
+
+    parser = argparse.ArgumentParser(prog="clout", description=__doc__, parents=[common])
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_stack(commands, common)
+    _add_topics(commands, common)
+    _add_ingest(commands, common)
+    _add_config(commands, common)
+    _add_pipeline_commands(commands, common)
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    values = {field: getattr(args, flag, None) for flag, field in _SETTING_FLAGS.items()}
+    return {field: value for field, value in values.items() if value is not None}
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2, default=_json_default).decode() + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Secret):
+        return repr(value).strip("'")
+    return str(value)
+
+
+# --- stack ----------------------------------------------------------------------------------------
+
+
+def _add_stack(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    stack = commands.add_parser("stack", parents=[common], help="the local Kafka + Redis (+ Prism) stack")
+    stack.add_argument("action", choices=["install", "up", "down", "status"])
+    stack.set_defaults(handler=_stack)
+
+
+def _stack(args: argparse.Namespace, settings: Settings) -> int:
+    from clout import stack
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr)
+
+    if args.action == "install":
+        stack.install_all(settings, say)
+    elif args.action == "up":
+        stack.up(settings, say)
+    elif args.action == "down":
+        stack.down(settings, say)
+    else:
+        report = stack.status(settings)
+        _print_json(report)
+        return 0 if all(s["answers"] for s in report.values()) else 1
+    return 0
+
+
+# --- topics ---------------------------------------------------------------------------------------
+
+
+def _add_topics(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    topics = commands.add_parser("topics", parents=[common], help="create the interactions topic and its DLQ")
+    topics.add_argument("action", choices=["create"])
+    topics.add_argument("--partitions", type=int, help="partitions of the interactions topic (default 6)")
+    topics.set_defaults(handler=_topics)
+
+
+def _topics(args: argparse.Namespace, settings: Settings) -> int:
+    from clout.connectors.topics import create_topics
+
+    _print_json(create_topics(settings, args.partitions))
+    return 0
+
+
+# --- ingest ---------------------------------------------------------------------------------------
+
+
+def _add_ingest(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    ingest = commands.add_parser("ingest", help="publish a source into Kafka")
+    sources = ingest.add_subparsers(dest="source", required=True)
+    pacing = argparse.ArgumentParser(add_help=False)
+    pacing.add_argument("--speed", default="max", help="'max' (default) or N: replay event time at N x real time")
+    pacing.add_argument("--rate", type=float, help="cap the publish rate at N events/s")
+    pacing.add_argument("--rebase-time", action="store_true", help="shift timestamps so the first event is now")
+
+    file = sources.add_parser("file", parents=[common, pacing], help="replay a file (.gz read transparently)")
+    file.add_argument("path")
+    file.add_argument("--format", required=True, choices=["snap-higgs", "snap-temporal", "csv", "jsonl"])
+    file.add_argument("--platform", help="platform name stamped on events (default per format)")
+    file.add_argument("--csv-columns", help="column names of a headerless CSV, comma separated")
+    file.add_argument("--csv-map", default="actor=source,target=target,ts=time",
+                      help="event field=column pairs: actor, target, ts, kind (default %(default)s)")
+    file.add_argument("--csv-kind", default="message", help="kind when no column is mapped (default message)")
+    file.add_argument("--csv-ts-unit", choices=["s", "ms"], default="s")
+    file.set_defaults(handler=_ingest_file)
+
+    synthetic = sources.add_parser("synthetic", parents=[common, pacing],
+                                   help="realistic generated activity with planted anomalies")
+    synthetic.add_argument("--users", type=int, default=10_000)
+    synthetic.add_argument("--events", type=int, default=200_000)
+    synthetic.add_argument("--seed", type=int, default=7)
+    synthetic.add_argument("--truth", help="write the planted anomalies' ground truth to this JSON file")
+    synthetic.set_defaults(handler=_ingest_synthetic)
+
+
+def _pacing(args: argparse.Namespace) -> Any:
+    from clout.connectors.replay import Pacing
+
+    speed = None if args.speed == "max" else float(args.speed)
+    if speed is not None and speed <= 0:
+        raise ValueError("--speed must be 'max' or a positive number")
+    return Pacing(speed=speed, rate=args.rate, rebase=args.rebase_time)
+
+
+def _ingest_file(args: argparse.Namespace, settings: Settings) -> int:
+    from clout.connectors.file import CsvMapping, read_source
+    from clout.connectors.publisher import Publisher
+    from clout.connectors.replay import replay
+
+    mapping = None
+    if args.format == "csv":
+        fields = dict(pair.split("=", 1) for pair in args.csv_map.split(","))
+        mapping = CsvMapping(actor=fields.get("actor", "source"), target=fields.get("target", "target"),
+                             ts=fields.get("ts", "time"), kind=fields.get("kind"), constant_kind=args.csv_kind,
+                             ts_unit=args.csv_ts_unit,
+                             columns=args.csv_columns.split(",") if args.csv_columns else None)
+    lines = read_source(args.path, args.format, args.platform, mapping)
+    with Publisher(settings) as publisher:
+        summary = replay(lines, publisher, args.path, _pacing(args))
+    _print_json(summary.as_dict())
+    return 0
+
+
+def _ingest_synthetic(args: argparse.Namespace, settings: Settings) -> int:
+    from clout.connectors.publisher import Publisher
+    from clout.connectors.replay import events_as_lines, replay
+    from clout.connectors.synthetic import SyntheticConfig, SyntheticStream, write_truth
+
+    stream = SyntheticStream(SyntheticConfig(users=args.users, events=args.events, seed=args.seed))
+    if args.truth:
+        write_truth(stream.truth, args.truth)
+    with Publisher(settings) as publisher:
+        summary = replay(events_as_lines(stream), publisher, f"synthetic(seed={args.seed})", _pacing(args))
+    _print_json(summary.as_dict())
+    return 0
+
+
+# --- config ---------------------------------------------------------------------------------------
+
+
+def _add_config(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    config = commands.add_parser("config", parents=[common], help="print the effective settings (secrets redacted)")
+    config.set_defaults(handler=lambda _args, settings: _print_json(settings.redacted()) or 0)
+
+
+def _add_pipeline_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """`run` and `query` live with the pipeline; imported lazily so `clout stack` stays light."""
+    try:
+        from clout.pipelines.command import add_commands
+    except ImportError:
+        return
+    add_commands(commands, common)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

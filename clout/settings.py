@@ -1,0 +1,163 @@
+"""One typed settings object for every command: flags over environment (CLOUT_*) over a TOML file.
+
+Secrets are `Secret` values: they print as ``'**********'`` so a settings dump or a log line can
+never leak them; code that needs the value calls ``reveal()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+ENV_PREFIX = "CLOUT_"
+CACHE_DIR = Path(os.environ.get("CLOUT_CACHE_DIR", Path.home() / ".cache" / "clout"))
+
+
+class Secret:
+    """A string that refuses to be printed."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "'**********'"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything clout connects to and every knob of the local stack."""
+
+    # Kafka
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_security_protocol: str = "PLAINTEXT"  # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
+    kafka_sasl_mechanism: str | None = None  # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: Secret | None = None
+    kafka_ssl_cafile: str | None = None
+    topic: str = "interactions"
+    dlq_topic: str = "interactions.dlq"
+    partitions: int = 6
+    group: str = "clout"
+    # Redis
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_username: str | None = None
+    redis_password: Secret | None = None
+    key_prefix: str = "clout"
+    retention_seconds: int = 7 * 24 * 3600
+    # Local stack (deploy/local)
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    redis_port: int = 6379
+    state_dir: Path = field(default_factory=lambda: Path(".state"))
+    cache_dir: Path = field(default_factory=lambda: CACHE_DIR)
+
+    def kafka_client_config(self) -> dict[str, Any]:
+        """kafka-python keyword arguments for the connection (security included)."""
+        config: dict[str, Any] = {
+            "bootstrap_servers": self.kafka_bootstrap.split(","),
+            "security_protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_sasl_mechanism:
+            config["sasl_mechanism"] = self.kafka_sasl_mechanism
+            config["sasl_plain_username"] = self.kafka_sasl_username
+            config["sasl_plain_password"] = self.kafka_sasl_password.reveal() if self.kafka_sasl_password else None
+        if self.kafka_ssl_cafile:
+            config["ssl_cafile"] = self.kafka_ssl_cafile
+        return config
+
+    def redis_client_config(self) -> dict[str, Any]:
+        """redis-py ``from_url`` keyword arguments beyond the URL (ACL user and password)."""
+        config: dict[str, Any] = {}
+        if self.redis_username:
+            config["username"] = self.redis_username
+        if self.redis_password:
+            config["password"] = self.redis_password.reveal()
+        return config
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective settings as JSON-ready values, secrets and URL passwords masked."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Secret):
+                value = repr(value).strip("'")
+            elif isinstance(value, Path):
+                value = str(value)
+            elif f.name == "redis_url":
+                value = _mask_url_password(value)
+            out[f.name] = value
+        return out
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **{k: _coerce(self, k, v) for k, v in changes.items() if v is not None})
+
+
+def load_settings(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Defaults, then the TOML file (``--config`` or CLOUT_CONFIG), then CLOUT_* variables, then flags."""
+    settings = Settings()
+    path = path or os.environ.get(f"{ENV_PREFIX}CONFIG")
+    if path:
+        with open(path, "rb") as handle:
+            settings = settings.replace(**_known(tomllib.load(handle), str(path)))
+    from_env = {
+        f.name: os.environ[f"{ENV_PREFIX}{f.name.upper()}"]
+        for f in dataclasses.fields(Settings)
+        if f"{ENV_PREFIX}{f.name.upper()}" in os.environ
+    }
+    settings = settings.replace(**from_env)
+    return settings.replace(**(overrides or {}))
+
+
+def _known(values: dict[str, Any], origin: str) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(Settings)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"{origin}: unknown setting(s) {unknown}; known: {sorted(names)}")
+    return values
+
+
+def _coerce(settings: Settings, name: str, value: Any) -> Any:
+    """Turn strings from the environment or a file into the field's declared type."""
+    hints = typing.get_type_hints(Settings)
+    if name not in hints:
+        raise ValueError(f"unknown setting {name!r}")
+    target = _non_optional(hints[name])
+    if isinstance(value, target):
+        return value
+    if target is bool:
+        return str(value).lower() in {"1", "true", "yes", "on"}
+    return target(value)
+
+
+def _non_optional(hint: Any) -> type:
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    return hint
+
+
+def _mask_url_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":**********@")
+    return urlunsplit(parts._replace(netloc=netloc))

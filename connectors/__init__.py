@@ -1,0 +1,1 @@
+"""Sources that turn files, generators and live platforms into InteractionEvents on Kafka."""

@@ -1,0 +1,1 @@
+"""Apache Beam streaming pipelines: Kafka -> windows -> aggregates -> Redis."""
