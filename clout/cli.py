@@ -208,11 +208,9 @@ def _add_config(commands: argparse._SubParsersAction, common: argparse.ArgumentP
 
 
 def _add_pipeline_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    """`run` and `query` live with the pipeline; imported lazily so `clout stack` stays light."""
-    try:
-        from clout.pipelines.command import add_commands
-    except ImportError:
-        return
+    """`run` and `query` live with the pipeline."""
+    from clout.pipelines.command import add_commands
+
     add_commands(commands, common)
 
 

@@ -57,6 +57,8 @@ class Settings:
     topic: str = "interactions"
     dlq_topic: str = "interactions.dlq"
     partitions: int = 6
+    replication_factor: int = 1
+    retention_ms: int = -1  # topic retention; -1 keeps everything (record timestamps are event times)
     group: str = "clout"
     # Redis
     redis_url: str = "redis://127.0.0.1:6379/0"

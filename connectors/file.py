@@ -2,19 +2,31 @@
 
 Each reader yields, per source line, either an InteractionEvent or an InvalidEvent carrying the
 original bytes, so the caller can dead-letter exactly the bad lines and publish all the rest.
+
+For bulk replay, read_source(...).encoded_chunks() gives the same lines already serialised for
+Kafka, in chunks. For the SNAP edge formats this skips the InteractionEvent (decode, validate,
+to_json: ~5 µs a line) wherever the result is provably the same bytes (see _EdgeEncoder), which
+is most of what makes `clout ingest file` fast; anything else takes the general path.
 """
 
 from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import io
-from collections.abc import Callable, Iterator
+import zlib
+from binascii import hexlify
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from clout.schemas import InteractionEvent, InvalidEvent, Reason, event_from_dict, event_id_for, parse_event
+from clout.schemas.event import MAX_TS_MS, MIN_TS_MS
+
+if TYPE_CHECKING:
+    from clout.connectors.publisher import EncodedEvent
 
 HIGGS_KINDS = {b"RT": "repost", b"MT": "mention", b"RE": "reply"}
 
@@ -51,8 +63,94 @@ def open_lines(path: str | Path) -> IO[bytes]:
 
 
 def read_source(path: str | Path, fmt: str, platform: str | None = None,
+                mapping: CsvMapping | None = None) -> SourceLines:
+    """Every line of the file, decoded by the named format (an iterator of SourceLine)."""
+    return SourceLines(path, fmt, platform, mapping)
+
+
+@dataclass
+class EncodedChunk:
+    """A run of consecutive source lines, ready to publish: the valid ones serialised, in order,
+    and the invalid ones as SourceLines for the DLQ. `read` counts both."""
+
+    events: list[EncodedEvent]
+    rejects: list[SourceLine]
+    read: int
+
+
+# Lines per EncodedChunk: big enough to fill record batches of several partitions, small enough
+# for prompt progress lines and a few MB of memory.
+CHUNK_LINES = 8192
+# The fast SNAP encoding is compared with the general path on one line in this many.
+CHECK_EVERY = 4096
+
+
+class SourceLines(Iterator[SourceLine]):
+    """What read_source returns: an iterator of SourceLine, exactly as before.
+
+    For bulk publishing it also offers encoded_chunks(): the same lines already serialised, which
+    for the SNAP edge formats skips building an InteractionEvent per line (see _EdgeEncoder).
+    Use one or the other, once.
+    """
+
+    def __init__(self, path: str | Path, fmt: str, platform: str | None, mapping: CsvMapping | None) -> None:
+        self._args = (path, fmt, platform, mapping)
+        self._lines: Iterator[SourceLine] | None = None
+
+    def __next__(self) -> SourceLine:
+        if self._lines is None:
+            self._lines = _read_lines(*self._args)
+        return next(self._lines)
+
+    def encoded_chunks(self, size: int = CHUNK_LINES) -> Iterator[EncodedChunk]:
+        """The whole source as EncodedChunks of `size` lines, in source order."""
+        if self._lines is not None:
+            raise RuntimeError("this source is already being read line by line")
+        self._lines = iter(())
+        path, fmt, platform, _mapping = self._args
+        if fmt in EDGE_FORMATS:
+            return _chunks(_encoded_edges(path, fmt, platform or EDGE_FORMATS[fmt]), size)
+        return encode_lines(_read_lines(*self._args), size)
+
+
+def encode_lines(lines: Iterable[SourceLine], size: int = CHUNK_LINES) -> Iterator[EncodedChunk]:
+    """Any SourceLines as EncodedChunks: each valid event serialised exactly as Publisher.publish does."""
+    return _chunks((line if isinstance(line.result, InvalidEvent) else encode_event(line.result)
+                    for line in lines), size)
+
+
+def _chunks(results: Iterable[EncodedEvent | SourceLine], size: int) -> Iterator[EncodedChunk]:
+    """Per-line results (an encoded event, or the SourceLine of an invalid line) in chunks of `size`.
+
+    If reading fails (a truncated or corrupt .gz, an I/O error), the lines read before the failure
+    are still yielded, as they would have been published one by one, and then the error goes on.
+    """
+    chunk = EncodedChunk([], [], 0)
+    try:
+        for result in results:
+            if isinstance(result, SourceLine):
+                chunk.rejects.append(result)
+            else:
+                chunk.events.append(result)
+            chunk.read += 1
+            if chunk.read >= size:
+                yield chunk
+                chunk = EncodedChunk([], [], 0)
+    except (OSError, EOFError, zlib.error):
+        if chunk.read:
+            yield chunk
+        raise
+    if chunk.read:
+        yield chunk
+
+
+def encode_event(event: InteractionEvent) -> EncodedEvent:
+    """(key, value, timestamp, event id) of the Kafka record for one event."""
+    return event.actor.encode(), event.to_json(), event.ts, event.event_id.encode()
+
+
+def _read_lines(path: str | Path, fmt: str, platform: str | None = None,
                 mapping: CsvMapping | None = None) -> Iterator[SourceLine]:
-    """Every line of the file, decoded by the named format."""
     decoders: dict[str, Callable[[bytes, int], InteractionEvent]] = {
         "snap-higgs": _higgs_decoder(platform or "twitter"),
         "snap-temporal": _temporal_decoder(platform or "snap"),
@@ -64,6 +162,13 @@ def read_source(path: str | Path, fmt: str, platform: str | None = None,
     if fmt not in decoders:
         raise ValueError(f"unknown format {fmt!r}; choose one of {sorted([*decoders, 'csv'])}")
     decode = decoders[fmt]
+    for position, raw in _content_lines(path, fmt):
+        yield SourceLine(position, raw, _decode(decode, raw, position))
+
+
+def _content_lines(path: str | Path, fmt: str) -> Iterator[tuple[int, bytes]]:
+    """(1-based position, line without its end) for each line that carries data: blank lines,
+    `#` comments and a snap-temporal header line are skipped."""
     with open_lines(path) as lines:
         for position, line in enumerate(lines, start=1):
             raw = line.rstrip(b"\r\n")
@@ -71,10 +176,11 @@ def read_source(path: str | Path, fmt: str, platform: str | None = None,
                 continue
             if position == 1 and fmt == "snap-temporal" and _is_header(raw):
                 continue
-            yield SourceLine(position, raw, _decode(decode, raw, position))
+            yield position, raw
 
 
-def _decode(decode: Callable[[bytes, int], InteractionEvent], raw: bytes, position: int) -> InteractionEvent | InvalidEvent:
+def _decode(decode: Callable[[bytes, int], InteractionEvent], raw: bytes,
+            position: int) -> InteractionEvent | InvalidEvent:
     try:
         return decode(raw, position)
     except InvalidEvent as error:
@@ -129,6 +235,74 @@ def _edge(platform: str, actor: bytes, target: bytes, seconds: bytes, kind: str,
 def _is_header(raw: bytes) -> bool:
     fields = raw.split()
     return bool(fields) and not fields[-1].isdigit()
+
+
+# The SNAP edge formats and their default platform.
+EDGE_FORMATS = {"snap-higgs": "twitter", "snap-temporal": "snap"}
+# Bytes that JSON-encode as themselves (printable ASCII but quote and backslash) and are not str
+# whitespace; plus the ASCII whitespace that bytes.split() cuts on.
+_PLAIN = bytes(b for b in range(0x21, 0x7F) if b not in b'"\\')
+_PLAIN_OR_SPACE = _PLAIN + b" \t\n\r\x0b\x0c"
+
+
+class _EdgeEncoder:
+    """Serialises a SNAP edge line straight to its Kafka record, when that is provably the same.
+
+    encode() returns None unless the line has the right number of fields (split as the general
+    decoders split), a known kind, a timestamp of ASCII digits whose ms are in range, and only
+    _PLAIN bytes between the separators; the platform must be _PLAIN too. Then, in the general path
+    (decoder, event_from_dict, to_json): actor and target decode to themselves and are non-blank,
+    int() reads the same number, so nothing can be rejected; the event id is event_id_for's (same
+    blake2b); and orjson writes to_dict's keys in order, compactly, strings verbatim, i.e. exactly
+    the template. Every other line takes the general path. check() compares both on sample lines,
+    so a change to the schema or to event_id_for that the template misses fails loudly.
+    """
+
+    def __init__(self, fmt: str, platform: str) -> None:
+        self.fields = 4 if fmt == "snap-higgs" else 3
+        self.kinds = {code: kind.encode() for code, kind in HIGGS_KINDS.items()} if self.fields == 4 else {}
+        name = platform.encode()
+        self.usable = bool(name) and not name.translate(None, _PLAIN) and b"%" not in name  # % for the template
+        self.template = (b'{"v":1,"event_id":"' + name + b':h%b","ts":%d,"platform":"' + name
+                         + b'","actor":"%b","target":"%b","kind":"%b"}')
+        self.id_prefix = name + b":h"
+
+    def encode(self, raw: bytes, position: int) -> EncodedEvent | None:
+        fields = raw.split()
+        if len(fields) != self.fields or raw.translate(None, _PLAIN_OR_SPACE):
+            return None
+        kind = self.kinds.get(fields[3]) if self.fields == 4 else b"message"
+        seconds = fields[2]
+        if kind is None or not seconds.isdigit():
+            return None
+        ts = int(seconds) * 1000
+        if not MIN_TS_MS <= ts < MAX_TS_MS:
+            return None
+        digest = hexlify(hashlib.blake2b(raw, digest_size=12, person=position.to_bytes(16, "big")).digest())
+        return fields[0], self.template % (digest, ts, fields[0], fields[1], kind), ts, self.id_prefix + digest
+
+    def check(self, encoded: EncodedEvent, general: InteractionEvent | InvalidEvent) -> None:
+        """Fail loudly if the template and the general path ever disagree (e.g. schema changes)."""
+        if isinstance(general, InvalidEvent) or encoded != encode_event(general):
+            raise AssertionError(f"fast SNAP encoding {encoded!r} differs from the general path's {general!r}")
+
+
+def _encoded_edges(path: str | Path, fmt: str, platform: str) -> Iterator[EncodedEvent | SourceLine]:
+    """Each line of a SNAP edge file, encoded (fast when _EdgeEncoder can, cross-checked now and
+    then), or as the SourceLine of an invalid line."""
+    fast = _EdgeEncoder(fmt, platform)
+    decode = _higgs_decoder(platform) if fmt == "snap-higgs" else _temporal_decoder(platform)
+    checked_at = -CHECK_EVERY
+    for index, (position, raw) in enumerate(_content_lines(path, fmt)):
+        encoded = fast.encode(raw, position) if fast.usable else None
+        if encoded is None:
+            result = _decode(decode, raw, position)
+            yield SourceLine(position, raw, result) if isinstance(result, InvalidEvent) else encode_event(result)
+            continue
+        if index - checked_at >= CHECK_EVERY:
+            fast.check(encoded, _decode(decode, raw, position))
+            checked_at = index
+        yield encoded
 
 
 def _read_csv(path: str | Path, platform: str, mapping: CsvMapping) -> Iterator[SourceLine]:

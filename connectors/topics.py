@@ -15,7 +15,11 @@ def create_topics(settings: Settings, partitions: int | None = None) -> dict[str
     try:
         existing = set(admin.list_topics())
         outcome = {name: "exists" for name in wanted if name in existing}
-        new = [NewTopic(name, count, 1) for name, count in wanted.items() if name not in existing]
+        # Record timestamps are event times, and Kafka's time retention counts from them: a replay of
+        # old data would be deleted at once. The topics keep everything unless told otherwise.
+        configs = {"retention.ms": str(settings.retention_ms)}
+        new = [NewTopic(name, count, settings.replication_factor, topic_configs=configs)
+               for name, count in wanted.items() if name not in existing]
         for topic in new:
             try:
                 admin.create_topics([topic])

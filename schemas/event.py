@@ -104,7 +104,7 @@ def event_from_dict(record: dict[str, Any]) -> InteractionEvent:
 
 
 def _version(record: dict[str, Any]) -> int:
-    version = record.get("v", None)
+    version = record.get("v")
     if version is None:
         raise InvalidEvent(Reason.MISSING_FIELD, "field 'v' is missing")
     if type(version) is not int:

@@ -1,0 +1,49 @@
+# The two front-door commands are `make demo` and `make test`; both install what they need first.
+# Downloads are cached per user (~/.cache/clout, ~/.cache/pip, ~/.m2, Go's module cache), so a
+# warm machine or a fresh clone on it reuses them.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_EVENTS ?= 200000
+DEMO_USERS ?= 10000
+DEMO_STATE := .state/demo
+DEMO_ENV := CLOUT_STATE_DIR=$(DEMO_STATE)
+
+.PHONY: setup demo test lint bench stack-up stack-down clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "clout needs Python >= 3.11"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+	$(BIN)/clout stack install
+
+demo: setup
+	$(DEMO_ENV) $(BIN)/clout stack up
+	$(DEMO_ENV) $(BIN)/clout topics create
+	$(DEMO_ENV) $(BIN)/clout ingest synthetic --users $(DEMO_USERS) --events $(DEMO_EVENTS) --truth $(DEMO_STATE)/truth.json
+	$(DEMO_ENV) $(BIN)/clout run --group demo --from-beginning --stop-when-idle 10
+	$(DEMO_ENV) $(BIN)/clout query top --limit 10
+
+test: setup
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: setup
+	$(BIN)/python bench/publish.py
+
+stack-up: setup
+	$(DEMO_ENV) $(BIN)/clout stack up
+
+stack-down: $(STAMP)
+	$(DEMO_ENV) $(BIN)/clout stack down
+
+clean: stack-down
+	rm -rf .state

@@ -1,0 +1,60 @@
+"""ReadInteractions: Kafka -> batches of valid events, with bad records dead-lettered, not dropped."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io.unbounded_source import ReadFromUnboundedSource
+from apache_beam.metrics import Metrics
+from kafka import KafkaProducer
+
+from clout.pipelines.decode import DEAD_LETTERS, DeadLetter, DecodeBatch
+from clout.pipelines.source import KafkaSource, SourceConfig
+
+
+class WriteDeadLetters(beam.DoFn):
+    """Publishes rejected records to the DLQ topic: original bytes, reason and source in headers."""
+
+    def __init__(self, client: dict[str, Any], topic: str) -> None:
+        self.client = client
+        self.topic = topic
+        self.written = Metrics.counter("clout.dlq", "dead_letters")
+
+    def setup(self) -> None:
+        self.producer = KafkaProducer(**self.client, acks="all", linger_ms=50)
+
+    def process(self, letter: DeadLetter) -> None:
+        headers = [("reason", letter.reason.encode()), ("detail", letter.detail.encode()[:1024]),
+                   ("source", letter.source.encode())]
+        self.producer.send(self.topic, value=letter.raw, headers=headers)
+        self.written.inc()
+
+    def finish_bundle(self) -> None:
+        self.producer.flush()  # the bundle is not done until its dead letters are durable
+
+    def teardown(self) -> None:
+        producer = getattr(self, "producer", None)
+        if producer is not None:
+            producer.close()
+
+
+class ReadInteractions(beam.PTransform):
+    """Reads every partition, decodes and validates; emits lists of `Event`, one per Kafka batch."""
+
+    def __init__(self, config: SourceConfig, dlq_topic: str, freshness_s: float = 1.0) -> None:
+        super().__init__()
+        self.config = config
+        self.dlq_topic = dlq_topic
+        self.freshness_s = freshness_s
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        decoded = (
+            pbegin
+            | "ReadKafka" >> ReadFromUnboundedSource(KafkaSource(self.config), poll_interval=0.2,
+                                                      max_records_per_bundle=100,
+                                                      max_read_time_seconds=self.freshness_s)
+            | "Decode" >> beam.ParDo(DecodeBatch()).with_outputs(DEAD_LETTERS, main="events")
+        )
+        _ = decoded[DEAD_LETTERS] | "DeadLetter" >> beam.ParDo(WriteDeadLetters(self.config.client, self.dlq_topic))
+        return decoded.events

@@ -1,0 +1,187 @@
+"""Keep each window's running totals and write them to Redis: absolute values, window-versioned keys.
+
+Keyed by (window start, shard), this stateful step adds each delta to the window's totals and writes
+the new absolute figures of the users the delta touched, then flushes before the bundle completes,
+so state and Redis move on together and Redis is fresh while the window is open.
+An event-time timer closes the window at end + allowed lateness: its totals are dropped and data
+that still arrives for it is counted as late and left out, never written as a partial result.
+
+Idempotent and replay-safe: every write sets a value (never increments), so a re-run or a restart
+that recomputes a window overwrites it with the same result.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator
+from typing import Any
+
+import apache_beam as beam
+import orjson
+from apache_beam.coders import BooleanCoder, PickleCoder
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import BagStateSpec, TimerSpec, on_timer
+from apache_beam.utils.timestamp import Timestamp
+
+from clout.pipelines.aggregates import ENGAGERS, SENT, Activity, ActivityByUser, merge_into
+from clout.pipelines.decode import KIND_ORDER
+from clout.pipelines.redis_client import RedisTarget
+from clout.pipelines.windows import WindowPolicy, window_id
+from clout.schemas.redis_layout import KeyLayout
+
+_FLUSH_EVERY_USERS = 20_000
+
+# (window start ms, shard); a delta is (its id, what it adds)
+WindowShard = tuple[int, int]
+Delta = tuple[Any, ActivityByUser]
+_MAX_MEMO_KEYS = 4096
+
+
+def activity_json(activity: Activity) -> bytes:
+    """The reader-facing value of one user in one window (see schemas/redis_layout.py)."""
+    received = {KIND_ORDER[i]: n for i, n in enumerate(activity[:SENT]) if n}
+    sent = {KIND_ORDER[i]: n for i, n in enumerate(activity[SENT:ENGAGERS]) if n}
+    return orjson.dumps({
+        "received": received,
+        "sent": sent,
+        "engagers": len(activity[ENGAGERS]),
+        "in": sum(received.values()),
+        "out": sum(sent.values()),
+    })
+
+
+class AccumulateAndWrite(beam.DoFn):
+    """Adds each delta to its window's totals and writes the touched users; emits the window end (ms)
+    of every write, for progress tracking.
+
+    State is append-only bags: the Python SDK commits a value-state write as clear + append without
+    ordering the two, and Prism can apply them out of order, losing the value. Deltas carry an id
+    (a replayed delta is merged once); the running totals live in worker memory and are rebuilt
+    from the bag only when a worker does not hold them.
+    """
+
+    DELTAS = BagStateSpec("deltas", PickleCoder())
+    CLOSED = BagStateSpec("closed", BooleanCoder())
+    CLOSE = TimerSpec("close", TimeDomain.WATERMARK)
+    FORGET = TimerSpec("forget", TimeDomain.WATERMARK)
+
+    def __init__(self, target: RedisTarget, layout: KeyLayout, policy: WindowPolicy, retention_s: int,
+                 horizon_ms: int | None) -> None:
+        self.target = target
+        self.layout = layout
+        self.size_ms = policy.size_ms
+        self.lateness_ms = policy.lateness_s * 1000
+        self.retention_s = retention_s
+        self.horizon_ms = horizon_ms
+        self.users_written = Metrics.counter("clout.sink", "users_written")
+        self.late_dropped = Metrics.counter("clout.sink", "late_deltas_dropped")
+        self.panes_skipped = Metrics.counter("clout.sink", "deltas_before_replay_horizon")
+
+    def setup(self) -> None:
+        self.client = self.target.connect()
+        self.memo: OrderedDict[WindowShard, tuple[set[Any], ActivityByUser]] = OrderedDict()
+        self.reported_ends: set[int] = set()
+
+    def start_bundle(self) -> None:
+        self.pipe = self.client.pipeline(transaction=False)
+        self.pending = 0
+
+    def process(self, element: tuple[WindowShard, Delta], deltas: Any = beam.DoFn.StateParam(DELTAS),
+                closed: Any = beam.DoFn.StateParam(CLOSED), close: Any = beam.DoFn.TimerParam(CLOSE)) -> Iterator[int]:
+        key, (delta_id, delta) = element
+        start_ms = key[0]
+        end_ms = start_ms + self.size_ms
+        if self.horizon_ms is not None and start_ms < self.horizon_ms:
+            self.panes_skipped.inc()  # a restart replays only part of this window: its stored result stands
+            return
+        window_totals = self._totals(key, delta_id, delta, deltas, closed)
+        if window_totals is None:
+            self.late_dropped.inc()
+            return
+        close.set(Timestamp(micros=(end_ms + self.lateness_ms) * 1000))
+        self._queue_writes(window_id(start_ms, end_ms), end_ms, {u: window_totals[u] for u in delta})
+        if end_ms not in self.reported_ends:  # progress needs each window end once, not once per delta
+            self.reported_ends.add(end_ms)
+            yield end_ms
+
+    @on_timer(CLOSE)
+    def close_window(self, fired: Any = beam.DoFn.TimestampParam, key: Any = beam.DoFn.KeyParam,
+                     deltas: Any = beam.DoFn.StateParam(DELTAS), closed: Any = beam.DoFn.StateParam(CLOSED),
+                     forget: Any = beam.DoFn.TimerParam(FORGET)) -> Iterator[int]:
+        deltas.clear()
+        closed.add(True)
+        self.memo.pop(key, None)
+        forget.set(Timestamp(micros=fired.micros + self.retention_s * 1_000_000))
+        return iter(())
+
+    @on_timer(FORGET)
+    def forget_window(self, closed: Any = beam.DoFn.StateParam(CLOSED)) -> Iterator[int]:
+        closed.clear()
+        return iter(())
+
+    def _totals(self, key: WindowShard, delta_id: Any, delta: ActivityByUser, deltas: Any,
+                closed: Any) -> ActivityByUser | None:
+        """The window's totals with this delta added, or None when the window is closed.
+
+        State is only appended to on the hot path: Prism serves every state read from the runner
+        (no cache tokens), which costs milliseconds. The worker's memo is authoritative while it
+        holds the key; without it (a new worker, an evicted key) the totals are rebuilt from state.
+        """
+        memo = self.memo.pop(key, None)
+        if memo is None:
+            if any(closed.read()):
+                return None
+            memo = (set(), {})
+            for old_id, old_delta in deltas.read():
+                if old_id not in memo[0]:
+                    memo[0].add(old_id)
+                    merge_into(memo[1], old_delta)
+        if delta_id not in memo[0]:
+            memo[0].add(delta_id)
+            merge_into(memo[1], delta)
+            deltas.add((delta_id, delta))
+        self.memo[key] = memo
+        while len(self.memo) > _MAX_MEMO_KEYS:
+            self.memo.popitem(last=False)
+        return memo[1]
+
+    def finish_bundle(self) -> None:
+        self._flush()
+
+    def teardown(self) -> None:
+        client = getattr(self, "client", None)
+        if client is not None:
+            client.close()
+
+    def _queue_writes(self, wid: str, end_ms: int, users: ActivityByUser) -> None:
+        layout, pipe, ttl = self.layout, self.pipe, self.retention_s
+        activity_key = layout.activity(wid)
+        received_key, engagers_key = layout.leaderboard(wid, "received"), layout.leaderboard(wid, "engagers")
+        pipe.hset(activity_key, mapping={user: activity_json(a) for user, a in users.items()})
+        pipe.zadd(received_key, {user: sum(a[:SENT]) for user, a in users.items()})
+        pipe.zadd(engagers_key, {user: len(a[ENGAGERS]) for user, a in users.items()})
+        pipe.zadd(layout.windows(), {wid: end_ms // 1000})
+        for key in (activity_key, received_key, engagers_key, layout.windows()):
+            pipe.expire(key, ttl)
+        self.pending += len(users)
+        self.users_written.inc(len(users))
+        if self.pending >= _FLUSH_EVERY_USERS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if len(self.pipe):
+            self.pipe.execute()
+        self.pending = 0
+
+
+class WriteWindowTotals(beam.PTransform):
+    """((window start, shard), delta) -> running totals -> Redis; emits the end of each written window."""
+
+    def __init__(self, target: RedisTarget, layout: KeyLayout, policy: WindowPolicy, retention_s: int,
+                 horizon_ms: int | None) -> None:
+        super().__init__()
+        self.write = AccumulateAndWrite(target, layout, policy, retention_s, horizon_ms)
+
+    def expand(self, deltas: beam.PCollection) -> beam.PCollection:
+        return deltas | "AccumulateAndWrite" >> beam.ParDo(self.write)

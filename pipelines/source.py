@@ -1,0 +1,251 @@
+"""A Python-native unbounded Kafka source on kafka-python (Beam's `UnboundedSource` API).
+
+One split per partition. Each element the source emits is a *batch* of raw records from one
+partition (not one record): Beam's Python per-element cost is the known limit of a local runner,
+and batching lets later steps pre-aggregate before the shuffle. A batch is timestamped with its
+earliest event, and the watermark reported with it never passes that: what the batch carries must
+not be late for the windows downstream.
+
+Watermark per partition: the highest event time seen minus a bounded out-of-orderness. A partition
+that has been idle (at its end) for `idle_after_s` stops holding the watermark back: it follows the
+wall clock minus the same bound, which is what a live stream's event time does. With
+`stop_when_idle_s`, a partition that has sat at its end that long reports the final watermark and
+finishes, so replays and backfills end by themselves.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from apache_beam.coders import Coder, PickleCoder
+from apache_beam.io.unbounded_source import CheckpointMark, UnboundedReader, UnboundedSource
+from apache_beam.metrics import Metrics
+from apache_beam.utils.timestamp import MAX_TIMESTAMP, MIN_TIMESTAMP, Timestamp
+from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
+
+EVENT_ID_HEADER = "event_id"
+_NAMESPACE = "clout.source"
+
+
+class RawRecord(NamedTuple):
+    """What the pipeline needs of a Kafka record; the value is decoded later, with the DLQ at hand."""
+
+    offset: int
+    ts: int
+    value: bytes
+
+
+class RecordBatch(NamedTuple):
+    topic: str
+    partition: int
+    records: list[RawRecord]
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """Where to read and how the watermark behaves. `start_offsets` maps partition -> first offset."""
+
+    client: dict[str, Any]
+    topic: str
+    group: str
+    start_offsets: dict[int, int]
+    out_of_orderness_ms: int = 30_000
+    idle_after_s: float = 10.0
+    stop_when_idle_s: float | None = None
+    max_batch: int = 2_000
+    dedup_horizon_ms: int = 3_600_000
+
+
+class PartitionMark(CheckpointMark):
+    """Resume position of one partition. Finalizing commits it to the consumer group (absolute, so a
+    repeated or out-of-order commit is harmless), which is how lag shows up in Kafka's tools."""
+
+    def __init__(self, config: SourceConfig, partition: int, next_offset: int) -> None:
+        self.config = config
+        self.partition = partition
+        self.next_offset = next_offset
+
+    def finalize_checkpoint(self) -> None:
+        _committer(self.config).commit(self.config.topic, self.partition, self.next_offset)
+
+
+class KafkaSource(UnboundedSource):
+    def __init__(self, config: SourceConfig, partition: int | None = None) -> None:
+        self.config = config
+        self.partition = partition
+
+    def split(self, desired_num_splits: int, options: Any = None) -> Iterable[KafkaSource]:
+        if self.partition is not None:
+            return [self]
+        return [KafkaSource(self.config, p) for p in sorted(self.config.start_offsets)]
+
+    def create_reader(self, options: Any, checkpoint_mark: PartitionMark | None) -> KafkaPartitionReader:
+        if self.partition is None:
+            raise ValueError("KafkaSource must be split into partitions before reading")
+        offset = checkpoint_mark.next_offset if checkpoint_mark else self.config.start_offsets[self.partition]
+        return KafkaPartitionReader(self.config, self.partition, offset)
+
+    def get_checkpoint_mark_coder(self) -> Coder:
+        return PickleCoder()
+
+    def default_output_coder(self) -> Coder:
+        return PickleCoder()
+
+
+class KafkaPartitionReader(UnboundedReader):
+    """Reads one partition in batches; `advance()` polls with a zero timeout so it never blocks."""
+
+    def __init__(self, config: SourceConfig, partition: int, offset: int) -> None:
+        self.config = config
+        self.tp = TopicPartition(config.topic, partition)
+        self.next_offset = offset
+        self.max_event_ts: int | None = None
+        self.current: RecordBatch | None = None
+        self.current_min_ts = 0
+        self.idle_since: float | None = None
+        self.finished = False
+        self.dedup = RecentIds(config.dedup_horizon_ms)
+        self.consumer: KafkaConsumer | None = None
+        self.duplicates = Metrics.counter(_NAMESPACE, "duplicates_dropped")
+        self.records_read = Metrics.counter(_NAMESPACE, "records_read")
+
+    def start(self) -> bool:
+        self.consumer = KafkaConsumer(**self.config.client, group_id=None, enable_auto_commit=False,
+                                      max_poll_records=self.config.max_batch, fetch_max_bytes=16 << 20,
+                                      max_partition_fetch_bytes=8 << 20)
+        self.consumer.assign([self.tp])
+        self.consumer.seek(self.tp, self.next_offset)
+        return self.advance()
+
+    def advance(self) -> bool:
+        polled = self.consumer.poll(timeout_ms=0, max_records=self.config.max_batch).get(self.tp, [])
+        if not polled:
+            self.current = None
+            self._note_idle()
+            return False
+        self.idle_since = None
+        self.next_offset = polled[-1].offset + 1
+        self.records_read.inc(len(polled))
+        records = [RawRecord(r.offset, r.timestamp, r.value) for r in polled if not self._duplicate(r)]
+        if not records:
+            return self.advance()
+        newest = max(r.ts for r in records)
+        self.current_min_ts = min(r.ts for r in records)
+        self.max_event_ts = newest if self.max_event_ts is None else max(self.max_event_ts, newest)
+        self.current = RecordBatch(self.tp.topic, self.tp.partition, records)
+        return True
+
+    def get_current(self) -> RecordBatch:
+        return self.current
+
+    def get_current_timestamp(self) -> Timestamp:
+        return Timestamp(micros=self.current_min_ts * 1000)
+
+    def get_watermark(self) -> Timestamp:
+        if self.finished:
+            return MAX_TIMESTAMP
+        bound = self.config.out_of_orderness_ms
+        if self.idle_since is not None and time.monotonic() - self.idle_since >= self.config.idle_after_s:
+            wall = int(time.time() * 1000) - bound
+            seen = (self.max_event_ts or 0) - bound
+            return Timestamp(micros=max(wall, seen) * 1000)
+        if self.max_event_ts is None:
+            return MIN_TIMESTAMP
+        watermark = self.max_event_ts - bound
+        if self.current is not None:  # never ahead of the batch being emitted: its events must stay on time
+            watermark = min(watermark, self.current_min_ts)
+        return Timestamp(micros=watermark * 1000)
+
+    def get_checkpoint_mark(self) -> PartitionMark:
+        return PartitionMark(self.config, self.tp.partition, self.next_offset)
+
+    def close(self) -> None:
+        if self.consumer is not None:
+            self.consumer.close(autocommit=False)
+            self.consumer = None
+
+    def _duplicate(self, record: Any) -> bool:
+        event_id = next((v for k, v in record.headers if k == EVENT_ID_HEADER), None) or record.value
+        if self.dedup.seen(event_id, record.timestamp):
+            self.duplicates.inc()
+            return True
+        return False
+
+    def _note_idle(self) -> None:
+        """Track how long the partition has sat at its end; finish after `stop_when_idle_s`."""
+        at_end = self._at_end()
+        if not at_end:
+            self.idle_since = None
+            return
+        now = time.monotonic()
+        self.idle_since = self.idle_since or now
+        limit = self.config.stop_when_idle_s
+        if limit is not None and now - self.idle_since >= limit:
+            self.finished = True
+
+    def _at_end(self) -> bool:
+        end = self.consumer.highwater(self.tp)
+        if end is None:  # no fetch answered yet: ask the broker
+            end = self.consumer.end_offsets([self.tp])[self.tp]
+        return self.next_offset >= end
+
+
+class RecentIds:
+    """Event ids seen within `horizon_ms` of event time: catches records published twice by mistake.
+
+    Bounded: ids older than the newest event time minus the horizon are forgotten, oldest first.
+    """
+
+    def __init__(self, horizon_ms: int) -> None:
+        self.horizon_ms = horizon_ms
+        self._ids: dict[bytes, int] = {}
+        self._order: deque[tuple[int, bytes]] = deque()
+        self._newest = 0
+
+    def seen(self, event_id: bytes, ts: int) -> bool:
+        if event_id in self._ids:
+            return True
+        self._ids[event_id] = ts
+        self._order.append((ts, event_id))
+        if ts > self._newest:
+            self._newest = ts
+            self._forget_before(ts - self.horizon_ms)
+        return False
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def _forget_before(self, cutoff: int) -> None:
+        order, ids = self._order, self._ids
+        while order and order[0][0] < cutoff:
+            _, old = order.popleft()
+            ids.pop(old, None)
+
+
+class _Committer:
+    """One group-member-less consumer per process, used only to commit offsets for the group."""
+
+    def __init__(self, config: SourceConfig) -> None:
+        self._consumer = KafkaConsumer(**config.client, group_id=config.group, enable_auto_commit=False)
+        self._lock = threading.Lock()
+
+    def commit(self, topic: str, partition: int, next_offset: int) -> None:
+        with self._lock:
+            self._consumer.commit({TopicPartition(topic, partition): OffsetAndMetadata(next_offset, "", -1)})
+
+
+_COMMITTERS: dict[tuple[str, str], _Committer] = {}
+_COMMITTERS_LOCK = threading.Lock()
+
+
+def _committer(config: SourceConfig) -> _Committer:
+    key = (repr(sorted(config.client.items())), config.group)
+    with _COMMITTERS_LOCK:
+        if key not in _COMMITTERS:
+            _COMMITTERS[key] = _Committer(config)
+        return _COMMITTERS[key]

@@ -1,0 +1,62 @@
+"""Shared fixtures: the real local stack (Kafka KRaft + Redis) started once per test session.
+
+The test stack uses its own ports and state folder, so it never collides with a `make demo` stack.
+Servers the session started are stopped at the end; a stack already running on those ports (a
+developer's warm one) is reused and left running.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("CLOUT_DATA_DIR", ROOT.parent / "shared" / "data"))
+HIGGS = DATA / "higgs-twitter" / "higgs-activity_time.txt.gz"
+
+TEST_PORTS = {"kafka_port": 29092, "kafka_controller_port": 29093, "redis_port": 26379}
+os.environ.setdefault("CLOUT_KAFKA_BOOTSTRAP", f"127.0.0.1:{TEST_PORTS['kafka_port']}")
+os.environ.setdefault("CLOUT_REDIS_URL", f"redis://127.0.0.1:{TEST_PORTS['redis_port']}/0")
+
+from clout import stack  # noqa: E402
+from clout.settings import Settings, load_settings  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def stack_settings() -> Iterator[Settings]:
+    """The running test stack; started here if it is not up yet, and stopped again if so."""
+    settings = load_settings(overrides={**TEST_PORTS, "state_dir": ROOT / ".state" / "test"})
+    already_up = all(stack.running_pid(s) for s in stack.servers(settings))
+    stack.up(settings, say=lambda _line: None)
+    yield settings
+    if not already_up:
+        stack.down(settings, say=lambda _line: None)
+
+
+@pytest.fixture
+def settings(stack_settings: Settings) -> Settings:
+    """Settings with topics, group and key prefix of this test's own, so tests never see each other."""
+    tag = uuid.uuid4().hex[:8]
+    return stack_settings.replace(topic=f"t{tag}.interactions", dlq_topic=f"t{tag}.interactions.dlq",
+                                  group=f"g{tag}", key_prefix=f"test{tag}")
+
+
+@pytest.fixture
+def redis_client(settings: Settings) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(settings.redis_url)
+    yield client
+    for key in client.scan_iter(match=f"{settings.key_prefix}:*", count=10_000):
+        client.delete(key)
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def higgs_path() -> Path:
+    if not HIGGS.exists():
+        pytest.fail(f"the real Higgs dataset is missing at {HIGGS}; see README 'Real data'")
+    return HIGGS

@@ -1,0 +1,164 @@
+"""Kafka -> Beam (Prism) -> Redis against the real servers, checked against an independent recount."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from kafka import KafkaProducer
+from recount import Interaction, differences, read_back, recount
+
+from clout.connectors.file import read_source
+from clout.connectors.publisher import Publisher
+from clout.connectors.replay import replay
+from clout.connectors.topics import create_topics
+from clout.schemas import InteractionEvent
+from clout.settings import Settings
+
+pytestmark = pytest.mark.servers
+HIGGS_KIND = {"RT": "repost", "MT": "mention", "RE": "reply"}
+
+
+def higgs_interactions(path: Path, limit: int | None = None) -> list[Interaction]:
+    """The raw file read with plain Python: actor, target, ts in ms, kind."""
+    out = []
+    with gzip.open(path, "rt") as handle:
+        for n, line in enumerate(handle):
+            if limit is not None and n >= limit:
+                break
+            actor, target, ts, kind = line.split()
+            out.append((actor, target, int(ts) * 1000, HIGGS_KIND[kind]))
+    return out
+
+
+def run_env(settings: Settings) -> dict[str, str]:
+    return {**os.environ, "CLOUT_KAFKA_BOOTSTRAP": settings.kafka_bootstrap, "CLOUT_REDIS_URL": settings.redis_url,
+            "CLOUT_TOPIC": settings.topic, "CLOUT_DLQ_TOPIC": settings.dlq_topic, "CLOUT_GROUP": settings.group,
+            "CLOUT_KEY_PREFIX": settings.key_prefix}
+
+
+def start_run(settings: Settings, *flags: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "clout.cli", "run", "--from-beginning", "--stop-when-idle", "4", *flags]
+    return subprocess.Popen(command, env=run_env(settings), start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish(process: subprocess.Popen, timeout: float = 900) -> str:
+    output, _ = process.communicate(timeout=timeout)
+    assert process.returncode == 0, output[-4000:]
+    return output
+
+
+def publish(settings: Settings, path: Path, fmt: str = "snap-higgs") -> None:
+    create_topics(settings)
+    with Publisher(settings) as publisher:
+        replay(read_source(path, fmt), publisher, str(path), progress_interval=30)
+
+
+@pytest.fixture(scope="module")
+def higgs_topic(stack_settings: Settings, higgs_path: Path) -> Iterator[Settings]:
+    """The whole real Higgs file, published once for the tests of this module."""
+    settings = stack_settings.replace(topic="e2e.higgs", dlq_topic="e2e.higgs.dlq")
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(**settings.kafka_client_config())
+    existing = set(admin.list_topics())
+    if {settings.topic, settings.dlq_topic} & existing:
+        admin.delete_topics([t for t in (settings.topic, settings.dlq_topic) if t in existing])
+        time.sleep(2)
+    admin.close()
+    publish(settings, higgs_path)
+    yield settings
+
+
+@pytest.fixture(scope="module")
+def higgs_recount(higgs_path: Path) -> dict[str, dict]:
+    return recount(higgs_interactions(higgs_path))
+
+
+@pytest.mark.slow
+def test_higgs_replay_equals_recount(higgs_topic: Settings, higgs_recount: dict, redis_client: redis.Redis,
+                                    settings: Settings) -> None:
+    mine = higgs_topic.replace(group=settings.group, key_prefix=settings.key_prefix)
+    output = finish(start_run(mine))
+    assert "events_valid 563,069" in output, output[-2000:]
+    assert differences(higgs_recount, read_back(redis_client, mine.key_prefix)) == []
+
+
+@pytest.mark.slow
+def test_restart_after_sigkill_equals_recount(higgs_topic: Settings, higgs_recount: dict,
+                                              redis_client: redis.Redis, settings: Settings) -> None:
+    mine = higgs_topic.replace(group=settings.group, key_prefix=settings.key_prefix)
+    first = start_run(mine)
+    progress_key = f"{mine.key_prefix}:v1:progress:{{{mine.group}}}"
+    deadline = time.monotonic() + 600
+    windows_key = f"{mine.key_prefix}:v1:windows"
+    while not redis_client.hexists(progress_key, "sealed_ms") or redis_client.zcard(windows_key) < 200:
+        assert first.poll() is None, "the pipeline finished before it could be killed mid-stream"
+        assert time.monotonic() < deadline, "no progress within 10 minutes"
+        time.sleep(0.2)
+    os.killpg(first.pid, signal.SIGKILL)  # the pipeline and its Prism runner, mid-stream
+    first.wait()
+    output = finish(start_run(mine))
+    assert "resuming" in output, output[-2000:]
+    assert differences(higgs_recount, read_back(redis_client, mine.key_prefix)) == []
+
+
+def test_duplicates_are_not_double_counted(settings: Settings, redis_client: redis.Redis, higgs_path: Path,
+                                           tmp_path: Path) -> None:
+    with gzip.open(higgs_path, "rb") as handle:
+        lines = handle.read().splitlines()[100_000:120_000]
+    piece = tmp_path / "slice.txt"
+    piece.write_bytes(b"\n".join(lines) + b"\n")
+    publish(settings, piece)
+    publish(settings, piece)  # the same slice again, by mistake: same event ids
+    output = finish(start_run(settings))
+    assert "duplicates_dropped 20,000" in output, output[-2000:]
+    expected = recount((a.decode(), b.decode(), int(t) * 1000, HIGGS_KIND[k.decode()])
+                       for a, b, t, k in map(bytes.split, lines))
+    assert differences(expected, read_back(redis_client, settings.key_prefix)) == []
+
+
+def test_poison_records_go_to_the_dlq_and_good_ones_are_all_counted(settings: Settings,
+                                                                     redis_client: redis.Redis) -> None:
+    create_topics(settings)
+    producer = KafkaProducer(**settings.kafka_client_config())
+    poison = [b"{not json", b"[]", b'{"v": 1}', b'{"v": 9, "event_id": "x"}', b"\xff\xfe", b""]
+    good: list[Interaction] = []
+    base = 1_700_000_000_000
+    for i in range(3_000):
+        event = InteractionEvent(event_id=f"p:{i}", ts=base + i * 1_000, platform="p", actor=f"a{i % 37}",
+                                 target=f"t{i % 11}", kind=("like", "repost", "reply")[i % 3])
+        producer.send(settings.topic, key=event.actor.encode(), value=event.to_json(), timestamp_ms=event.ts)
+        good.append((event.actor, event.target, event.ts, event.kind))
+        if i % 500 == 0:
+            for raw in poison:
+                producer.send(settings.topic, key=b"x", value=raw, timestamp_ms=base + i * 1_000)
+    producer.flush()
+    producer.close()
+    output = finish(start_run(settings))
+    assert f"events_rejected {6 * len(poison):,}" in output, output[-2000:]
+    assert differences(recount(good), read_back(redis_client, settings.key_prefix)) == []
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(**settings.kafka_client_config())
+    tp = TopicPartition(settings.dlq_topic, 0)
+    consumer.assign([tp])
+    consumer.seek_to_beginning(tp)
+    letters = []
+    while len(letters) < 6 * len(poison):
+        batch = consumer.poll(timeout_ms=5_000).get(tp, [])
+        assert batch, f"only {len(letters)} dead letters arrived"
+        letters.extend(batch)
+    consumer.close()
+    reasons = sorted({dict(r.headers)["reason"].decode() for r in letters})
+    assert reasons == ["missing_field", "not_json", "not_object", "unsupported_version"]
+    assert sorted(r.value for r in letters) == sorted(poison * 6)
