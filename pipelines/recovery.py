@@ -11,6 +11,7 @@ their events in the replay, so the sink skips them (the "replay horizon").
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -109,6 +110,9 @@ def _check_same_policy(progress: dict[str, str], policy: WindowPolicy, group: st
                          "use another --group, or --reset to recompute from the start")
 
 
+_SEAL_MEMOS: dict[str, tuple[set[int], int | None]] = {}
+
+
 class SealWindows(beam.DoFn):
     """Records `sealed_ms` once the watermark after the sink passes a written window's end + lateness.
 
@@ -126,10 +130,10 @@ class SealWindows(beam.DoFn):
         self.target = target
         self.key = key
         self.lateness_ms = lateness_ms
+        self.memo_token = uuid.uuid4().hex
 
     def setup(self) -> None:
         self.client = self.target.connect()
-        self.memo: tuple[set[int], int | None] | None = None  # (known deadlines, last fired); see sink
 
     def process(self, element: tuple[str, int], deadlines: Any = beam.DoFn.StateParam(DEADLINES),
                 fired: Any = beam.DoFn.StateParam(FIRED), seal: Any = beam.DoFn.TimerParam(SEAL)) -> Iterator[None]:
@@ -151,6 +155,15 @@ class SealWindows(beam.DoFn):
         self.memo = (known, fired_ms)
         self._arm(seal, known, fired_ms)
         return iter(())
+
+    @property
+    def memo(self) -> tuple[set[int], int | None] | None:
+        """(known deadlines, last fired), shared by this transform's instances in the process; see sink."""
+        return _SEAL_MEMOS.get(self.memo_token)
+
+    @memo.setter
+    def memo(self, value: tuple[set[int], int | None]) -> None:
+        _SEAL_MEMOS[self.memo_token] = value
 
     def _state(self, deadlines: Any, fired: Any) -> tuple[set[int], int | None]:
         """State is read back only when this worker holds no memo of it (Prism reads are slow)."""

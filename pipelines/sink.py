@@ -12,6 +12,8 @@ that recomputes a window overwrites it with the same result.
 
 from __future__ import annotations
 
+import threading
+import uuid
 from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
@@ -36,6 +38,14 @@ _FLUSH_EVERY_USERS = 20_000
 WindowShard = tuple[int, int]
 Delta = tuple[Any, ActivityByUser]
 _MAX_MEMO_KEYS = 4096
+_WORKER_MEMOS: dict[str, OrderedDict[WindowShard, tuple[set[Any], ActivityByUser]]] = {}
+_WORKER_MEMOS_LOCK = threading.Lock()
+
+
+def worker_memo(token: str) -> OrderedDict[WindowShard, tuple[set[Any], ActivityByUser]]:
+    """The process-wide memo of one transform (by its token), created on first use."""
+    with _WORKER_MEMOS_LOCK:
+        return _WORKER_MEMOS.setdefault(token, OrderedDict())
 
 
 def activity_json(activity: Activity) -> bytes:
@@ -57,8 +67,10 @@ class AccumulateAndWrite(beam.DoFn):
 
     State is append-only bags: the Python SDK commits a value-state write as clear + append without
     ordering the two, and Prism can apply them out of order, losing the value. Deltas carry an id
-    (a replayed delta is merged once); the running totals live in worker memory and are rebuilt
-    from the bag only when a worker does not hold them.
+    (a replayed delta is merged once); the running totals live in worker memory, shared by every
+    instance of this DoFn in the process (a runner processes one key in one bundle at a time, but
+    successive bundles of a key may go to different instances), and are rebuilt from the bag only
+    when the worker does not hold them.
     """
 
     DELTAS = BagStateSpec("deltas", PickleCoder())
@@ -74,13 +86,14 @@ class AccumulateAndWrite(beam.DoFn):
         self.lateness_ms = policy.lateness_s * 1000
         self.retention_s = retention_s
         self.horizon_ms = horizon_ms
+        self.memo_token = uuid.uuid4().hex  # names this transform's memo in the worker's shared memory
         self.users_written = Metrics.counter("clout.sink", "users_written")
         self.late_dropped = Metrics.counter("clout.sink", "late_deltas_dropped")
         self.panes_skipped = Metrics.counter("clout.sink", "deltas_before_replay_horizon")
 
     def setup(self) -> None:
         self.client = self.target.connect()
-        self.memo: OrderedDict[WindowShard, tuple[set[Any], ActivityByUser]] = OrderedDict()
+        self.memo = worker_memo(self.memo_token)
         self.reported_ends: set[int] = set()
 
     def start_bundle(self) -> None:

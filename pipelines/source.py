@@ -3,8 +3,9 @@
 One split per partition. Each element the source emits is a *batch* of raw records from one
 partition (not one record): Beam's Python per-element cost is the known limit of a local runner,
 and batching lets later steps pre-aggregate before the shuffle. A batch is timestamped with its
-earliest event, and the watermark reported with it never passes that: what the batch carries must
-not be late for the windows downstream.
+earliest event, and the watermark never passes the earliest event of the batches emitted in this
+bundle or the one before: a runner may move the watermark on before the next stage has processed
+a bundle's output (Prism does), and those events must not turn late on the way.
 
 Watermark per partition: the highest event time seen minus a bounded out-of-orderness. A partition
 that has been idle (at its end) for `idle_after_s` stops holding the watermark back: it follows the
@@ -107,6 +108,8 @@ class KafkaPartitionReader(UnboundedReader):
         self.max_event_ts: int | None = None
         self.current: RecordBatch | None = None
         self.current_min_ts = 0
+        self.bundle_min_ts: int | None = None
+        self.previous_bundle_min_ts: int | None = None
         self.idle_since: float | None = None
         self.finished = False
         self.dedup = RecentIds(config.dedup_horizon_ms)
@@ -136,6 +139,8 @@ class KafkaPartitionReader(UnboundedReader):
             return self.advance()
         newest = max(r.ts for r in records)
         self.current_min_ts = min(r.ts for r in records)
+        if self.bundle_min_ts is None or self.current_min_ts < self.bundle_min_ts:
+            self.bundle_min_ts = self.current_min_ts
         self.max_event_ts = newest if self.max_event_ts is None else max(self.max_event_ts, newest)
         self.current = RecordBatch(self.tp.topic, self.tp.partition, records)
         return True
@@ -157,11 +162,14 @@ class KafkaPartitionReader(UnboundedReader):
         if self.max_event_ts is None:
             return MIN_TIMESTAMP
         watermark = self.max_event_ts - bound
-        if self.current is not None:  # never ahead of the batch being emitted: its events must stay on time
-            watermark = min(watermark, self.current_min_ts)
+        held = [t for t in (self.bundle_min_ts, self.previous_bundle_min_ts) if t is not None]
+        if held:  # batches of this bundle and the one before may not have reached the next stage yet
+            watermark = min(watermark, *held)
         return Timestamp(micros=watermark * 1000)
 
     def get_checkpoint_mark(self) -> PartitionMark:
+        """Called at each bundle boundary: the watermark hold moves on by one bundle."""
+        self.previous_bundle_min_ts, self.bundle_min_ts = self.bundle_min_ts, None
         return PartitionMark(self.config, self.tp.partition, self.next_offset)
 
     def close(self) -> None:
