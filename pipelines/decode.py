@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import uuid
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -9,10 +11,11 @@ import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
-from clout.pipelines.source import RecordBatch
+from clout.pipelines.source import RecentIds, RecordBatch
 from clout.schemas import KINDS, InvalidEvent, parse_event
 
 DEAD_LETTERS = "dead_letters"
+TOO_LATE = "too_late"  # DLQ reason for valid events that arrived beyond the allowed lateness
 KIND_ORDER: tuple[str, ...] = ("follow", "mention", "reply", "repost", "quote", "like", "message")
 KIND_INDEX = {kind: i for i, kind in enumerate(KIND_ORDER)}
 assert set(KIND_ORDER) == KINDS, "KIND_ORDER must list every schema kind"
@@ -41,23 +44,52 @@ class DeadLetter(NamedTuple):
     source: str
 
 
-class DecodeBatch(beam.DoFn):
-    """One batch in, one batch of valid events out (same element count: the per-element cost stays low)."""
+_RECENT: dict[tuple[str, str, int], RecentIds] = {}
+_RECENT_LOCK = threading.Lock()
 
-    def __init__(self) -> None:
+
+def recent_ids(token: str, topic: str, partition: int, horizon_ms: int) -> RecentIds:
+    """Event ids recently seen in one partition, shared by the DoFn's instances in this process.
+
+    Events are keyed by actor, so a record published twice lands in the partition of its original;
+    a partition's batches are decoded one at a time, in order. Only valid events are checked: a bad
+    record reaches the DLQ however often it was sent.
+    """
+    with _RECENT_LOCK:
+        return _RECENT.setdefault((token, topic, partition), RecentIds(horizon_ms))
+
+
+class DecodeBatch(beam.DoFn):
+    """One batch in, one batch of valid, first-seen events out (the per-element cost stays low)."""
+
+    def __init__(self, dedup_horizon_ms: int = 3_600_000) -> None:
+        self.dedup_horizon_ms = dedup_horizon_ms
+        self.token = uuid.uuid4().hex
+        self.duplicates = Metrics.counter("clout.decode", "duplicates_dropped")
         self.valid = Metrics.counter("clout.decode", "events_valid")
         self.rejected = Metrics.counter("clout.decode", "events_rejected")
+        self.late = Metrics.counter("clout.decode", "events_too_late")
 
     def process(self, batch: RecordBatch) -> Iterator[EventBatch | pvalue.TaggedOutput]:
         events: list[Event] = []
+        recent = recent_ids(self.token, batch.topic, batch.partition, self.dedup_horizon_ms)
         for record in batch.records:
+            source = f"{batch.topic}/{batch.partition}@{record.offset}"
             try:
                 event = parse_event(record.value or b"")
             except InvalidEvent as error:
                 self.rejected.inc()
-                source = f"{batch.topic}/{batch.partition}@{record.offset}"
-                letter = DeadLetter(record.value or b"", error.reason.value, error.detail, source)
-                yield pvalue.TaggedOutput(DEAD_LETTERS, letter)
+                yield pvalue.TaggedOutput(DEAD_LETTERS, DeadLetter(record.value or b"", error.reason.value,
+                                                                   error.detail, source))
+                continue
+            if recent.seen(event.event_id, event.ts):
+                self.duplicates.inc()
+                continue
+            if record.late_by_ms:
+                self.late.inc()
+                detail = (f"event time {record.ts} is {record.late_by_ms} ms beyond the allowed lateness "
+                          "behind its partition's watermark")
+                yield pvalue.TaggedOutput(DEAD_LETTERS, DeadLetter(record.value, TOO_LATE, detail, source))
                 continue
             events.append(Event(event.ts, event.actor, event.target, KIND_INDEX[event.kind]))
         self.valid.inc(len(events))

@@ -54,7 +54,8 @@ class ReadInteractions(beam.PTransform):
             | "ReadKafka" >> ReadFromUnboundedSource(KafkaSource(self.config), poll_interval=0.2,
                                                       max_records_per_bundle=100,
                                                       max_read_time_seconds=self.freshness_s)
-            | "Decode" >> beam.ParDo(DecodeBatch()).with_outputs(DEAD_LETTERS, main="events")
+            | "Decode" >> beam.ParDo(DecodeBatch(self.config.dedup_horizon_ms)).with_outputs(
+                DEAD_LETTERS, main="events")
         )
         _ = decoded[DEAD_LETTERS] | "DeadLetter" >> beam.ParDo(WriteDeadLetters(self.config.client, self.dlq_topic))
         return decoded.events

@@ -48,6 +48,7 @@ def build_pipeline(pipeline: beam.Pipeline, settings: Settings, config: RunConfi
     source = SourceConfig(
         client=settings.kafka_client_config(), topic=settings.topic, group=settings.group,
         start_offsets=plan.start_offsets, out_of_orderness_ms=int(config.out_of_orderness_s * 1000),
+        lateness_ms=config.policy.lateness_s * 1000,
         idle_after_s=config.idle_after_s, stop_when_idle_s=config.stop_when_idle_s,
         dedup_horizon_ms=int(config.dedup_horizon_s * 1000))
     events = pipeline | "ReadInteractions" >> ReadInteractions(source, settings.dlq_topic)

@@ -1,10 +1,15 @@
 """Keep each window's running totals and write them to Redis: absolute values, window-versioned keys.
 
 Keyed by (window start, shard), this stateful step adds each delta to the window's totals and writes
-the new absolute figures of the users the delta touched, then flushes before the bundle completes,
-so state and Redis move on together and Redis is fresh while the window is open.
-An event-time timer closes the window at end + allowed lateness: its totals are dropped and data
-that still arrives for it is counted as late and left out, never written as a partial result.
+the new absolute figures of the users the delta touched at once, so Redis is fresh while the window
+is open.
+
+Lateness is decided at the source (events beyond the allowed lateness are dead-lettered there), so
+every delta that reaches this step counts. An event-time timer at the window's end + lateness only
+garbage-collects the state; the worker's in-memory totals outlive it, so a delta that reaches a
+closed window late through processing lag (a runner may move the watermark before this step has
+drained its input) is still added. Only when no worker holds the totals any more is such a delta
+left out, counted in `deltas_after_close_dropped`, rather than written as a partial result.
 
 Idempotent and replay-safe: every write sets a value (never increments), so a re-run or a restart
 that recomputes a window overwrites it with the same result.
@@ -32,20 +37,19 @@ from clout.pipelines.redis_client import RedisTarget
 from clout.pipelines.windows import WindowPolicy, window_id
 from clout.schemas.redis_layout import KeyLayout
 
-_FLUSH_EVERY_USERS = 20_000
-
 # (window start ms, shard); a delta is (its id, what it adds)
 WindowShard = tuple[int, int]
 Delta = tuple[Any, ActivityByUser]
-_MAX_MEMO_KEYS = 4096
-_WORKER_MEMOS: dict[str, OrderedDict[WindowShard, tuple[set[Any], ActivityByUser]]] = {}
+_MAX_MEMO_KEYS = 50_000
+Memo = OrderedDict[WindowShard, tuple[set[Any], ActivityByUser]]
+_WORKER_MEMOS: dict[str, tuple[threading.Lock, Memo]] = {}
 _WORKER_MEMOS_LOCK = threading.Lock()
 
 
-def worker_memo(token: str) -> OrderedDict[WindowShard, tuple[set[Any], ActivityByUser]]:
-    """The process-wide memo of one transform (by its token), created on first use."""
+def worker_memo(token: str) -> tuple[threading.Lock, Memo]:
+    """The process-wide memo of one transform (by its token) and the lock that guards it."""
     with _WORKER_MEMOS_LOCK:
-        return _WORKER_MEMOS.setdefault(token, OrderedDict())
+        return _WORKER_MEMOS.setdefault(token, (threading.Lock(), OrderedDict()))
 
 
 def activity_json(activity: Activity) -> bytes:
@@ -88,17 +92,13 @@ class AccumulateAndWrite(beam.DoFn):
         self.horizon_ms = horizon_ms
         self.memo_token = uuid.uuid4().hex  # names this transform's memo in the worker's shared memory
         self.users_written = Metrics.counter("clout.sink", "users_written")
-        self.late_dropped = Metrics.counter("clout.sink", "late_deltas_dropped")
+        self.late_dropped = Metrics.counter("clout.sink", "deltas_after_close_dropped")
         self.panes_skipped = Metrics.counter("clout.sink", "deltas_before_replay_horizon")
 
     def setup(self) -> None:
         self.client = self.target.connect()
-        self.memo = worker_memo(self.memo_token)
+        self.memo_lock, self.memo = worker_memo(self.memo_token)
         self.reported_ends: set[int] = set()
-
-    def start_bundle(self) -> None:
-        self.pipe = self.client.pipeline(transaction=False)
-        self.pending = 0
 
     def process(self, element: tuple[WindowShard, Delta], deltas: Any = beam.DoFn.StateParam(DELTAS),
                 closed: Any = beam.DoFn.StateParam(CLOSED), close: Any = beam.DoFn.TimerParam(CLOSE)) -> Iterator[int]:
@@ -108,23 +108,23 @@ class AccumulateAndWrite(beam.DoFn):
         if self.horizon_ms is not None and start_ms < self.horizon_ms:
             self.panes_skipped.inc()  # a restart replays only part of this window: its stored result stands
             return
-        window_totals = self._totals(key, delta_id, delta, deltas, closed)
-        if window_totals is None:
-            self.late_dropped.inc()
-            return
+        with self.memo_lock:  # one key's deltas are merged and written in one order, whatever the threads
+            window_totals = self._totals(key, delta_id, delta, deltas, closed)
+            if window_totals is None:
+                self.late_dropped.inc()
+                return
+            self._write(window_id(start_ms, end_ms), end_ms, {u: window_totals[u] for u in delta})
         close.set(Timestamp(micros=(end_ms + self.lateness_ms) * 1000))
-        self._queue_writes(window_id(start_ms, end_ms), end_ms, {u: window_totals[u] for u in delta})
         if end_ms not in self.reported_ends:  # progress needs each window end once, not once per delta
             self.reported_ends.add(end_ms)
             yield end_ms
 
     @on_timer(CLOSE)
-    def close_window(self, fired: Any = beam.DoFn.TimestampParam, key: Any = beam.DoFn.KeyParam,
+    def close_window(self, fired: Any = beam.DoFn.TimestampParam,
                      deltas: Any = beam.DoFn.StateParam(DELTAS), closed: Any = beam.DoFn.StateParam(CLOSED),
                      forget: Any = beam.DoFn.TimerParam(FORGET)) -> Iterator[int]:
         deltas.clear()
         closed.add(True)
-        self.memo.pop(key, None)
         forget.set(Timestamp(micros=fired.micros + self.retention_s * 1_000_000))
         return iter(())
 
@@ -159,16 +159,15 @@ class AccumulateAndWrite(beam.DoFn):
             self.memo.popitem(last=False)
         return memo[1]
 
-    def finish_bundle(self) -> None:
-        self._flush()
-
     def teardown(self) -> None:
         client = getattr(self, "client", None)
         if client is not None:
             client.close()
 
-    def _queue_writes(self, wid: str, end_ms: int, users: ActivityByUser) -> None:
-        layout, pipe, ttl = self.layout, self.pipe, self.retention_s
+    def _write(self, wid: str, end_ms: int, users: ActivityByUser) -> None:
+        """One pipelined round trip per delta, made while the memo lock is held: a newer total of a
+        user can never be overwritten by an older one still waiting in another bundle's buffer."""
+        layout, pipe, ttl = self.layout, self.client.pipeline(transaction=False), self.retention_s
         activity_key = layout.activity(wid)
         received_key, engagers_key = layout.leaderboard(wid, "received"), layout.leaderboard(wid, "engagers")
         pipe.hset(activity_key, mapping={user: activity_json(a) for user, a in users.items()})
@@ -177,15 +176,8 @@ class AccumulateAndWrite(beam.DoFn):
         pipe.zadd(layout.windows(), {wid: end_ms // 1000})
         for key in (activity_key, received_key, engagers_key, layout.windows()):
             pipe.expire(key, ttl)
-        self.pending += len(users)
+        pipe.execute()
         self.users_written.inc(len(users))
-        if self.pending >= _FLUSH_EVERY_USERS:
-            self._flush()
-
-    def _flush(self) -> None:
-        if len(self.pipe):
-            self.pipe.execute()
-        self.pending = 0
 
 
 class WriteWindowTotals(beam.PTransform):

@@ -34,11 +34,16 @@ _NAMESPACE = "clout.source"
 
 
 class RawRecord(NamedTuple):
-    """What the pipeline needs of a Kafka record; the value is decoded later, with the DLQ at hand."""
+    """What the pipeline needs of a Kafka record; the value is decoded later, with the DLQ at hand.
+
+    `late_by_ms` > 0 marks a record that arrived further behind its partition's watermark than the
+    allowed lateness: it is dead-lettered as `too_late` rather than counted.
+    """
 
     offset: int
     ts: int
     value: bytes
+    late_by_ms: int = 0
 
 
 class RecordBatch(NamedTuple):
@@ -56,6 +61,7 @@ class SourceConfig:
     group: str
     start_offsets: dict[int, int]
     out_of_orderness_ms: int = 30_000
+    lateness_ms: int = 600_000
     idle_after_s: float = 10.0
     stop_when_idle_s: float | None = None
     max_batch: int = 2_000
@@ -112,9 +118,7 @@ class KafkaPartitionReader(UnboundedReader):
         self.previous_bundle_min_ts: int | None = None
         self.idle_since: float | None = None
         self.finished = False
-        self.dedup = RecentIds(config.dedup_horizon_ms)
         self.consumer: KafkaConsumer | None = None
-        self.duplicates = Metrics.counter(_NAMESPACE, "duplicates_dropped")
         self.records_read = Metrics.counter(_NAMESPACE, "records_read")
 
     def start(self) -> bool:
@@ -134,14 +138,10 @@ class KafkaPartitionReader(UnboundedReader):
         self.idle_since = None
         self.next_offset = polled[-1].offset + 1
         self.records_read.inc(len(polled))
-        records = [RawRecord(r.offset, r.timestamp, r.value) for r in polled if not self._duplicate(r)]
-        if not records:
-            return self.advance()
-        newest = max(r.ts for r in records)
+        records = [self._raw(r) for r in polled]
         self.current_min_ts = min(r.ts for r in records)
         if self.bundle_min_ts is None or self.current_min_ts < self.bundle_min_ts:
             self.bundle_min_ts = self.current_min_ts
-        self.max_event_ts = newest if self.max_event_ts is None else max(self.max_event_ts, newest)
         self.current = RecordBatch(self.tp.topic, self.tp.partition, records)
         return True
 
@@ -177,12 +177,15 @@ class KafkaPartitionReader(UnboundedReader):
             self.consumer.close(autocommit=False)
             self.consumer = None
 
-    def _duplicate(self, record: Any) -> bool:
-        event_id = next((v for k, v in record.headers if k == EVENT_ID_HEADER), None) or record.value
-        if self.dedup.seen(event_id, record.timestamp):
-            self.duplicates.inc()
-            return True
-        return False
+    def _raw(self, record: Any) -> RawRecord:
+        """Lateness is decided here, in partition order, so a replay decides it the same way."""
+        ts = record.timestamp
+        late_by = 0
+        if self.max_event_ts is not None:
+            late_by = max(0, self.max_event_ts - self.config.out_of_orderness_ms - self.config.lateness_ms - ts)
+        if self.max_event_ts is None or ts > self.max_event_ts:
+            self.max_event_ts = ts
+        return RawRecord(record.offset, ts, record.value, late_by)
 
     def _note_idle(self) -> None:
         """Track how long the partition has sat at its end; finish after `stop_when_idle_s`."""
@@ -204,18 +207,18 @@ class KafkaPartitionReader(UnboundedReader):
 
 
 class RecentIds:
-    """Event ids seen within `horizon_ms` of event time: catches records published twice by mistake.
+    """Event ids seen within `horizon_ms` of event time: catches events published twice by mistake.
 
     Bounded: ids older than the newest event time minus the horizon are forgotten, oldest first.
     """
 
     def __init__(self, horizon_ms: int) -> None:
         self.horizon_ms = horizon_ms
-        self._ids: dict[bytes, int] = {}
-        self._order: deque[tuple[int, bytes]] = deque()
+        self._ids: dict[str, int] = {}
+        self._order: deque[tuple[int, str]] = deque()
         self._newest = 0
 
-    def seen(self, event_id: bytes, ts: int) -> bool:
+    def seen(self, event_id: str, ts: int) -> bool:
         if event_id in self._ids:
             return True
         self._ids[event_id] = ts

@@ -54,7 +54,12 @@ def start_run(settings: Settings, *flags: str) -> subprocess.Popen:
 def finish(process: subprocess.Popen, timeout: float = 900) -> str:
     output, _ = process.communicate(timeout=timeout)
     assert process.returncode == 0, output[-4000:]
+    print(summary_line(output))  # shown by pytest when a later assertion fails
     return output
+
+
+def summary_line(output: str) -> str:
+    return next((line for line in reversed(output.splitlines()) if line.startswith("clout run done")), "no summary")
 
 
 def publish(settings: Settings, path: Path, fmt: str = "snap-higgs") -> None:
