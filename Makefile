@@ -37,7 +37,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 bench: setup
-	$(BIN)/python bench/publish.py
+	$(DEMO_ENV) $(BIN)/clout stack up
+	$(BIN)/python bench/publish.py --bootstrap 127.0.0.1:9092
+	$(BIN)/python bench/pipeline.py
 
 stack-up: setup
 	$(DEMO_ENV) $(BIN)/clout stack up
