@@ -43,7 +43,7 @@ class Secret:
         return hash(self._value)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Settings:
     """Everything clout connects to and every knob of the local stack."""
 
@@ -109,6 +109,10 @@ class Settings:
                 value = _mask_url_password(value)
             out[f.name] = value
         return out
+
+    def __repr__(self) -> str:
+        """Redacted, so a settings object in a log line or a traceback leaks no password."""
+        return f"Settings({self.redacted()})"
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **{k: _coerce(self, k, v) for k, v in changes.items() if v is not None})

@@ -189,4 +189,6 @@ class WriteWindowTotals(beam.PTransform):
         self.write = AccumulateAndWrite(target, layout, policy, retention_s, horizon_ms)
 
     def expand(self, deltas: beam.PCollection) -> beam.PCollection:
-        return deltas | "AccumulateAndWrite" >> beam.ParDo(self.write)
+        # Typed so Beam picks a deterministic key coder: state is keyed by the encoded (start, shard).
+        return deltas | "AccumulateAndWrite" >> beam.ParDo(self.write).with_input_types(
+            tuple[tuple[int, int], Any])
