@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
+from collections import deque
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -11,7 +11,8 @@ import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
-from clout.pipelines.source import RecentIds, RecordBatch
+from clout.pipelines.source import RecordBatch
+from clout.pipelines.worker_memory import shared
 from clout.schemas import KINDS, InvalidEvent, parse_event
 
 DEAD_LETTERS = "dead_letters"
@@ -44,19 +45,36 @@ class DeadLetter(NamedTuple):
     source: str
 
 
-_RECENT: dict[tuple[str, str, int], RecentIds] = {}
-_RECENT_LOCK = threading.Lock()
+class RecentIds:
+    """Event ids seen within `horizon_ms` of event time: catches events published twice by mistake.
 
-
-def recent_ids(token: str, topic: str, partition: int, horizon_ms: int) -> RecentIds:
-    """Event ids recently seen in one partition, shared by the DoFn's instances in this process.
-
-    Events are keyed by actor, so a record published twice lands in the partition of its original;
-    a partition's batches are decoded one at a time, in order. Only valid events are checked: a bad
-    record reaches the DLQ however often it was sent.
+    Bounded: ids older than the newest event time minus the horizon are forgotten, oldest first.
     """
-    with _RECENT_LOCK:
-        return _RECENT.setdefault((token, topic, partition), RecentIds(horizon_ms))
+
+    def __init__(self, horizon_ms: int) -> None:
+        self.horizon_ms = horizon_ms
+        self._ids: dict[str, int] = {}
+        self._order: deque[tuple[int, str]] = deque()
+        self._newest = 0
+
+    def seen(self, event_id: str, ts: int) -> bool:
+        if event_id in self._ids:
+            return True
+        self._ids[event_id] = ts
+        self._order.append((ts, event_id))
+        if ts > self._newest:
+            self._newest = ts
+            self._forget_before(ts - self.horizon_ms)
+        return False
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def _forget_before(self, cutoff: int) -> None:
+        order, ids = self._order, self._ids
+        while order and order[0][0] < cutoff:
+            _, old = order.popleft()
+            ids.pop(old, None)
 
 
 class DecodeBatch(beam.DoFn):
@@ -72,7 +90,9 @@ class DecodeBatch(beam.DoFn):
 
     def process(self, batch: RecordBatch) -> Iterator[EventBatch | pvalue.TaggedOutput]:
         events: list[Event] = []
-        recent = recent_ids(self.token, batch.topic, batch.partition, self.dedup_horizon_ms)
+        # Events are keyed by actor, so a record published twice lands in its original's partition;
+        # a partition's batches are decoded one at a time, in order, possibly by different instances.
+        recent = shared((self.token, batch.topic, batch.partition), lambda: RecentIds(self.dedup_horizon_ms))
         for record in batch.records:
             source = f"{batch.topic}/{batch.partition}@{record.offset}"
             try:

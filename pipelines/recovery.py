@@ -27,6 +27,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from clout.pipelines.redis_client import RedisTarget
 from clout.pipelines.windows import WindowPolicy
+from clout.pipelines.worker_memory import shared
 from clout.schemas.redis_layout import KeyLayout
 
 
@@ -110,9 +111,6 @@ def _check_same_policy(progress: dict[str, str], policy: WindowPolicy, group: st
                          "use another --group, or --reset to recompute from the start")
 
 
-_SEAL_MEMOS: dict[str, tuple[set[int], int | None]] = {}
-
-
 class SealWindows(beam.DoFn):
     """Records `sealed_ms` once the watermark after the sink passes a written window's end + lateness.
 
@@ -152,24 +150,20 @@ class SealWindows(beam.DoFn):
         fired_ms = when.micros // 1000
         self.client.hset(self.key, "sealed_ms", fired_ms)
         fired.add(fired_ms)
-        self.memo = (known, fired_ms)
+        self._memo()[0] = (known, fired_ms)
         self._arm(seal, known, fired_ms)
         return iter(())
 
-    @property
-    def memo(self) -> tuple[set[int], int | None] | None:
-        """(known deadlines, last fired), shared by this transform's instances in the process; see sink."""
-        return _SEAL_MEMOS.get(self.memo_token)
-
-    @memo.setter
-    def memo(self, value: tuple[set[int], int | None]) -> None:
-        _SEAL_MEMOS[self.memo_token] = value
-
     def _state(self, deadlines: Any, fired: Any) -> tuple[set[int], int | None]:
-        """State is read back only when this worker holds no memo of it (Prism reads are slow)."""
-        if self.memo is None:
-            self.memo = (set(deadlines.read()), max(fired.read(), default=None))
-        return self.memo
+        """(known deadlines, last fired), read back from state only when this worker process holds
+        no memo of them (Prism state reads are slow); the memo is shared as in the sink."""
+        memo = self._memo()
+        if memo[0] is None:
+            memo[0] = (set(deadlines.read()), max(fired.read(), default=None))
+        return memo[0]
+
+    def _memo(self) -> list[tuple[set[int], int | None] | None]:
+        return shared(self.memo_token, lambda: [None])
 
     @staticmethod
     def _arm(seal: Any, deadlines: set[int], last_fired: int | None) -> None:

@@ -35,6 +35,7 @@ from clout.pipelines.aggregates import ENGAGERS, SENT, Activity, ActivityByUser,
 from clout.pipelines.decode import KIND_ORDER
 from clout.pipelines.redis_client import RedisTarget
 from clout.pipelines.windows import WindowPolicy, window_id
+from clout.pipelines.worker_memory import shared
 from clout.schemas.redis_layout import KeyLayout
 
 # (window start ms, shard); a delta is (its id, what it adds)
@@ -42,14 +43,6 @@ WindowShard = tuple[int, int]
 Delta = tuple[Any, ActivityByUser]
 _MAX_MEMO_KEYS = 50_000
 Memo = OrderedDict[WindowShard, tuple[set[Any], ActivityByUser]]
-_WORKER_MEMOS: dict[str, tuple[threading.Lock, Memo]] = {}
-_WORKER_MEMOS_LOCK = threading.Lock()
-
-
-def worker_memo(token: str) -> tuple[threading.Lock, Memo]:
-    """The process-wide memo of one transform (by its token) and the lock that guards it."""
-    with _WORKER_MEMOS_LOCK:
-        return _WORKER_MEMOS.setdefault(token, (threading.Lock(), OrderedDict()))
 
 
 def activity_json(activity: Activity) -> bytes:
@@ -97,7 +90,7 @@ class AccumulateAndWrite(beam.DoFn):
 
     def setup(self) -> None:
         self.client = self.target.connect()
-        self.memo_lock, self.memo = worker_memo(self.memo_token)
+        self.memo_lock, self.memo = shared(self.memo_token, lambda: (threading.Lock(), Memo()))
         self.reported_ends: set[int] = set()
 
     def process(self, element: tuple[WindowShard, Delta], deltas: Any = beam.DoFn.StateParam(DELTAS),

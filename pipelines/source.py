@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -28,6 +27,8 @@ from apache_beam.io.unbounded_source import CheckpointMark, UnboundedReader, Unb
 from apache_beam.metrics import Metrics
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, MIN_TIMESTAMP, Timestamp
 from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
+
+from clout.pipelines.worker_memory import shared
 
 EVENT_ID_HEADER = "event_id"
 _NAMESPACE = "clout.source"
@@ -206,38 +207,6 @@ class KafkaPartitionReader(UnboundedReader):
         return self.next_offset >= end
 
 
-class RecentIds:
-    """Event ids seen within `horizon_ms` of event time: catches events published twice by mistake.
-
-    Bounded: ids older than the newest event time minus the horizon are forgotten, oldest first.
-    """
-
-    def __init__(self, horizon_ms: int) -> None:
-        self.horizon_ms = horizon_ms
-        self._ids: dict[str, int] = {}
-        self._order: deque[tuple[int, str]] = deque()
-        self._newest = 0
-
-    def seen(self, event_id: str, ts: int) -> bool:
-        if event_id in self._ids:
-            return True
-        self._ids[event_id] = ts
-        self._order.append((ts, event_id))
-        if ts > self._newest:
-            self._newest = ts
-            self._forget_before(ts - self.horizon_ms)
-        return False
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    def _forget_before(self, cutoff: int) -> None:
-        order, ids = self._order, self._ids
-        while order and order[0][0] < cutoff:
-            _, old = order.popleft()
-            ids.pop(old, None)
-
-
 class _Committer:
     """One group-member-less consumer per process, used only to commit offsets for the group."""
 
@@ -250,13 +219,6 @@ class _Committer:
             self._consumer.commit({TopicPartition(topic, partition): OffsetAndMetadata(next_offset, "", -1)})
 
 
-_COMMITTERS: dict[tuple[str, str], _Committer] = {}
-_COMMITTERS_LOCK = threading.Lock()
-
-
 def _committer(config: SourceConfig) -> _Committer:
-    key = (repr(sorted(config.client.items())), config.group)
-    with _COMMITTERS_LOCK:
-        if key not in _COMMITTERS:
-            _COMMITTERS[key] = _Committer(config)
-        return _COMMITTERS[key]
+    key = ("committer", repr(sorted(config.client.items())), config.group)
+    return shared(key, lambda: _Committer(config))

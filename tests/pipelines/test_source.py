@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from clout.pipelines.source import KafkaPartitionReader, RecentIds, SourceConfig
+from clout.pipelines.decode import RecentIds
+from clout.pipelines.source import KafkaPartitionReader, SourceConfig
 
 
 class Record(NamedTuple):
