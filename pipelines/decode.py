@@ -29,6 +29,7 @@ class Event(NamedTuple):
     actor: str
     target: str
     kind: int  # index into KIND_ORDER
+    platform: str = ""
 
 
 class EventBatch(NamedTuple):
@@ -111,7 +112,7 @@ class DecodeBatch(beam.DoFn):
                           "behind its partition's watermark")
                 yield pvalue.TaggedOutput(DEAD_LETTERS, DeadLetter(record.value, TOO_LATE, detail, source))
                 continue
-            events.append(Event(event.ts, event.actor, event.target, KIND_INDEX[event.kind]))
+            events.append(Event(event.ts, event.actor, event.target, KIND_INDEX[event.kind], event.platform))
         self.valid.inc(len(events))
         if events:
             yield EventBatch((batch.topic, batch.partition, batch.records[0].offset), events)

@@ -11,9 +11,10 @@ their events in the replay, so the sink skips them (the "replay horizon").
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import apache_beam as beam
@@ -111,6 +112,14 @@ def _check_same_policy(progress: dict[str, str], policy: WindowPolicy, group: st
                          "use another --group, or --reset to recompute from the start")
 
 
+@dataclass
+class _SealMemo:
+    """This worker's (known deadlines, last fired) and the lock every reader and writer holds."""
+
+    value: tuple[set[int], int | None] | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
 class SealWindows(beam.DoFn):
     """Records `sealed_ms` once the watermark after the sink passes a written window's end + lateness.
 
@@ -135,35 +144,40 @@ class SealWindows(beam.DoFn):
 
     def process(self, element: tuple[str, int], deadlines: Any = beam.DoFn.StateParam(DEADLINES),
                 fired: Any = beam.DoFn.StateParam(FIRED), seal: Any = beam.DoFn.TimerParam(SEAL)) -> Iterator[None]:
-        known, last_fired = self._state(deadlines, fired)
         deadline = element[1] + self.lateness_ms
-        if deadline not in known:
-            deadlines.add(deadline)
-            known.add(deadline)
-            self._arm(seal, known, last_fired)
+        with self._memo().lock:
+            known, last_fired = self._state(deadlines, fired)
+            if deadline not in known:
+                deadlines.add(deadline)
+                known.add(deadline)
+                self._arm(seal, known, last_fired)
         return iter(())
 
     @on_timer(SEAL)
     def sealed(self, when: Any = beam.DoFn.TimestampParam, deadlines: Any = beam.DoFn.StateParam(DEADLINES),
                fired: Any = beam.DoFn.StateParam(FIRED), seal: Any = beam.DoFn.TimerParam(SEAL)) -> Iterator[None]:
-        known, _ = self._state(deadlines, fired)
         fired_ms = when.micros // 1000
-        self.client.hset(self.key, "sealed_ms", fired_ms)
-        fired.add(fired_ms)
-        self._memo()[0] = (known, fired_ms)
-        self._arm(seal, known, fired_ms)
+        with self._memo().lock:  # so sealed_ms in Redis only ever moves forward
+            known, last_fired = self._state(deadlines, fired)
+            if last_fired is not None and fired_ms <= last_fired:
+                return iter(())
+            self.client.hset(self.key, "sealed_ms", fired_ms)
+            fired.add(fired_ms)
+            self._memo().value = (known, fired_ms)
+            self._arm(seal, known, fired_ms)
         return iter(())
 
     def _state(self, deadlines: Any, fired: Any) -> tuple[set[int], int | None]:
         """(known deadlines, last fired), read back from state only when this worker process holds
-        no memo of them (Prism state reads are slow); the memo is shared as in the sink."""
+        no memo of them (Prism state reads are slow); the memo is shared as in the sink, so callers
+        hold its lock: Prism may run a timer and a bundle of the same key on two threads at once."""
         memo = self._memo()
-        if memo[0] is None:
-            memo[0] = (set(deadlines.read()), max(fired.read(), default=None))
-        return memo[0]
+        if memo.value is None:
+            memo.value = (set(deadlines.read()), max(fired.read(), default=None))
+        return memo.value
 
-    def _memo(self) -> list[tuple[set[int], int | None] | None]:
-        return shared(self.memo_token, lambda: [None])
+    def _memo(self) -> _SealMemo:
+        return shared(self.memo_token, _SealMemo)
 
     @staticmethod
     def _arm(seal: Any, deadlines: set[int], last_fired: int | None) -> None:

@@ -11,12 +11,34 @@ Curly braces are Redis Cluster hash tags: a window's keys share one slot.
 | `clout:v1:win:{<window>}:lb:received` | sorted set | member: user; score: interactions received |
 | `clout:v1:win:{<window>}:lb:engagers` | sorted set | member: user; score: distinct engagers |
 | `clout:v1:progress:{<group>}` | hash | pipeline bookkeeping for restarts (not for readers) |
+| `clout:v1:win:{<window>}:influence` | hash | field: user; value: JSON influence (below) |
+| `clout:v1:win:{<window>}:lb:score` | sorted set | member: user; score: influence score (1..100, unrounded) |
+| `clout:v1:win:{<window>}:lb:score:platform:<platform>` | sorted set | the same, users of one platform |
+| `clout:v1:win:{<window>}:lb:clean` | sorted set | member: user; score: clean influence score (flagged engagement removed) |
+| `clout:v1:win:{<window>}:meta` | hash | `users`, `edges`, `final` (0/1), `computed_ms`, `seconds` of the window's graph computation |
+| `clout:v1:win:{<window>}:flagged` | sorted set | member: user; score: highest flag score in [0,1] |
+| `clout:v1:win:{<window>}:flagged:<detector>` | sorted set | the same, one detector |
+| `clout:v1:win:{<window>}:groups` | sorted set | member: coordination group id; score: number of members |
+| `clout:v1:user:{<user>}:latest` | string | JSON influence of the user's newest window, plus `window`, `end`, `long_term` |
+| `clout:v1:user:{<user>}:history` | hash | field: window id; value: JSON `{"end": s, "score": n, "clean_score": n}`; newest N windows |
+| `clout:v1:user:{<user>}:flags` | hash | field: detector; value: JSON flag (below); TTL = flag TTL |
+| `clout:v1:group:{<group id>}` | string | JSON coordination group (below) |
+| `clout:v1:flags:stream` | stream | one entry per new flag, field `flag` = JSON flag; capped (MAXLEN ~) |
 
 Activity JSON: `{"received": {kind: n}, "sent": {kind: n}, "engagers": n, "in": n, "out": n}`; only kinds
 with a non-zero count appear. Values are absolute: a later write of the same window replaces an
 earlier one (figures grow while the window is open, and are final once the watermark passes
 the window's end plus the allowed lateness).
 Every result key carries a TTL of the configured retention.
+
+Influence JSON: `{"score": 1..100, "reach": n, "amplification": 0..1, "network": pagerank,
+"parts": {"reach": 0..1, "amplification": 0..1, "network": 0..1}, "rank": n, "percentile": 0..100,
+"platform": str, "clean_score": 1..100 | null, "final": bool}` (formulas in docs/influence.md).
+
+Flag JSON: `{"user": str, "window": id, "detector": "burst" | "bot" | "lockstep" | "microcluster",
+"score": 0..1, "reasons": [str], "evidence": {name: number}, "group": id | null}`.
+Group JSON: `{"id": str, "window": id, "members": [user], "targets": [user], "synchrony": 0..1,
+"score": 0..1}`. Every new flag is also published to the Kafka topic `flags` (key: user).
 """
 
 from __future__ import annotations
@@ -45,3 +67,38 @@ class KeyLayout:
 
     def progress(self, group: str) -> str:
         return f"{self.root}:progress:{{{group}}}"
+
+    def influence(self, window: str) -> str:
+        return f"{self.root}:win:{{{window}}}:influence"
+
+    def score_board(self, window: str, platform: str | None = None) -> str:
+        suffix = f":platform:{platform}" if platform else ""
+        return f"{self.leaderboard(window, 'score')}{suffix}"
+
+    def clean_board(self, window: str) -> str:
+        return self.leaderboard(window, "clean")
+
+    def window_meta(self, window: str) -> str:
+        return f"{self.root}:win:{{{window}}}:meta"
+
+    def flagged(self, window: str, detector: str | None = None) -> str:
+        suffix = f":{detector}" if detector else ""
+        return f"{self.root}:win:{{{window}}}:flagged{suffix}"
+
+    def groups(self, window: str) -> str:
+        return f"{self.root}:win:{{{window}}}:groups"
+
+    def user_latest(self, user: str) -> str:
+        return f"{self.root}:user:{{{user}}}:latest"
+
+    def user_history(self, user: str) -> str:
+        return f"{self.root}:user:{{{user}}}:history"
+
+    def user_flags(self, user: str) -> str:
+        return f"{self.root}:user:{{{user}}}:flags"
+
+    def group(self, group_id: str) -> str:
+        return f"{self.root}:group:{{{group_id}}}"
+
+    def flag_stream(self) -> str:
+        return f"{self.root}:flags:stream"

@@ -1,0 +1,1 @@
+"""Anomaly detectors: burst, bot-likeness, lockstep rings and edge-stream microclusters."""
