@@ -49,8 +49,11 @@ class StartPlan:
 
 
 def plan_start(consumer: KafkaConsumer, redis_target: RedisTarget, layout: KeyLayout, topic: str, group: str,
-               policy: WindowPolicy, from_beginning: bool, reset: bool = False) -> StartPlan:
-    """Decide start offsets from the group's progress in Redis (or from --from-beginning/--from-latest)."""
+               policy: WindowPolicy, from_beginning: bool, reset: bool = False, context_ms: int = 0) -> StartPlan:
+    """Decide start offsets from the group's progress in Redis (or from --from-beginning/--from-latest).
+
+    A resumed read starts `context_ms` before the replay horizon: analyses that look back further
+    than a window (bot-likeness, bursts) see the same events as in a run without the restart."""
     client = redis_target.connect()
     key = layout.progress(group)
     try:
@@ -66,7 +69,7 @@ def plan_start(consumer: KafkaConsumer, redis_target: RedisTarget, layout: KeyLa
                 {str(p): o for p, o in plan.start_offsets.items()}).decode()})
             return plan
         _check_same_policy(progress, policy, group)
-        return _resume_plan(consumer, partitions, progress, policy)
+        return _resume_plan(consumer, partitions, progress, policy, context_ms)
     finally:
         client.close()
 
@@ -77,7 +80,7 @@ def _fresh_plan(consumer: KafkaConsumer, partitions: list[TopicPartition], from_
 
 
 def _resume_plan(consumer: KafkaConsumer, partitions: list[TopicPartition], progress: dict[str, str],
-                 policy: WindowPolicy) -> StartPlan:
+                 policy: WindowPolicy, context_ms: int) -> StartPlan:
     initial = {int(p): o for p, o in orjson.loads(progress["initial"]).items()}
     earliest = consumer.beginning_offsets(partitions)
     floor = {tp.partition: initial.get(tp.partition, earliest[tp]) for tp in partitions}
@@ -85,7 +88,7 @@ def _resume_plan(consumer: KafkaConsumer, partitions: list[TopicPartition], prog
         return StartPlan(floor, None, None, True)
     sealed = int(progress["sealed_ms"])
     horizon = replay_horizon(sealed, policy)
-    at_horizon = consumer.offsets_for_times({tp: max(horizon, 0) for tp in partitions})
+    at_horizon = consumer.offsets_for_times({tp: max(horizon - context_ms, 0) for tp in partitions})
     ends = consumer.end_offsets(partitions)
     offsets = {}
     for tp in partitions:
@@ -192,7 +195,8 @@ class SealWindows(beam.DoFn):
 
 
 class RecordProgress(beam.PTransform):
-    """Written window ends -> `sealed_ms` in the group's progress hash."""
+    """Written window ends -> `sealed_ms` in the group's progress hash. Fed by every writer of
+    window results, so a window is sealed only once each of them has written its final figures."""
 
     def __init__(self, target: RedisTarget, layout: KeyLayout, group: str, policy: WindowPolicy) -> None:
         super().__init__()

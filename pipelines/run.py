@@ -17,11 +17,14 @@ from apache_beam.runners.runner import PipelineResult, PipelineState
 from kafka import KafkaConsumer, TopicPartition
 
 from clout.pipelines.aggregates import EngagementCounts
+from clout.pipelines.influence import InfluenceConfig
 from clout.pipelines.interactions import ReadInteractions
 from clout.pipelines.recovery import RecordProgress, StartPlan, plan_start
 from clout.pipelines.redis_client import RedisTarget
 from clout.pipelines.sink import WriteWindowTotals
 from clout.pipelines.source import SourceConfig
+from clout.pipelines.window_graph import WindowGraphs
+from clout.pipelines.window_results import ResultsConfig, WindowResultsFactory
 from clout.pipelines.windows import WindowPolicy
 from clout.schemas.redis_layout import KeyLayout
 from clout.settings import Settings
@@ -38,11 +41,13 @@ class RunConfig:
     out_of_orderness_s: float = 30.0
     idle_after_s: float = 10.0
     dedup_horizon_s: float = 3600.0
+    context_s: int = 6 * 3600  # event time behind each window that its analyses may look at
+    influence: InfluenceConfig = field(default_factory=InfluenceConfig)
     beam_args: tuple[str, ...] = ()
 
 
 def build_pipeline(pipeline: beam.Pipeline, settings: Settings, config: RunConfig, plan: StartPlan) -> None:
-    """events -> windows -> counts -> Redis, and progress for restarts."""
+    """events -> windows -> counts, and window graphs -> influence and flags -> Redis; progress for restarts."""
     redis_target = RedisTarget.from_settings(settings)
     layout = KeyLayout(settings.key_prefix)
     source = SourceConfig(
@@ -55,7 +60,12 @@ def build_pipeline(pipeline: beam.Pipeline, settings: Settings, config: RunConfi
     counts = events | "EngagementCounts" >> EngagementCounts(config.policy, config.shards)
     written = counts | "WriteWindowTotals" >> WriteWindowTotals(
         redis_target, layout, config.policy, settings.retention_seconds, plan.horizon_ms)
-    _ = written | "RecordProgress" >> RecordProgress(redis_target, layout, settings.group, config.policy)
+    results = ResultsConfig(redis_target, layout, config.influence, config.policy.period_s,
+                            settings.retention_seconds)
+    analysed = events | "WindowGraphs" >> WindowGraphs(config.policy, config.context_s * 1000, plan.horizon_ms,
+                                                       WindowResultsFactory(results))
+    _ = ((written, analysed) | "WindowEnds" >> beam.Flatten()
+         | "RecordProgress" >> RecordProgress(redis_target, layout, settings.group, config.policy))
 
 
 def pipeline_options(settings: Settings, beam_args: Sequence[str]) -> PipelineOptions:
@@ -76,7 +86,8 @@ def run(settings: Settings, config: RunConfig, progress_interval: float = 5.0) -
     consumer = KafkaConsumer(**settings.kafka_client_config(), group_id=None, enable_auto_commit=False)
     try:
         plan = plan_start(consumer, RedisTarget.from_settings(settings), KeyLayout(settings.key_prefix),
-                          settings.topic, settings.group, config.policy, config.from_beginning, config.reset)
+                          settings.topic, settings.group, config.policy, config.from_beginning, config.reset,
+                          config.context_s * 1000)
         print(f"clout run: {plan.describe()}", file=sys.stderr, flush=True)
         pipeline = beam.Pipeline(options=pipeline_options(settings, config.beam_args))
         build_pipeline(pipeline, settings, config, plan)

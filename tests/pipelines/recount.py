@@ -63,3 +63,78 @@ def differences(expected: dict[str, dict], actual: dict[str, dict], limit: int =
         if len(out) >= limit:
             break
     return out
+
+
+AMPLIFYING = {"repost", "quote"}
+
+
+def recount_influence_parts(interactions: Iterable[Interaction], size_s: int = 3600,
+                            period_s: int = 900) -> dict[str, dict[str, tuple[int, float]]]:
+    """Per window and engaged user: (reach, amplification), self-engagement left out. Reach is the
+    number of distinct other accounts that engaged; amplification the share of that engagement
+    that spreads the user's content (reposts and quotes)."""
+    size, period = size_s * 1000, period_s * 1000
+    engagers: dict = defaultdict(lambda: defaultdict(set))
+    received: dict = defaultdict(Counter)
+    spread: dict = defaultdict(Counter)
+    for actor, target, ts, kind in interactions:
+        if actor == target:
+            continue
+        start = (ts // period) * period
+        while start + size > ts:
+            window = f"{start // 1000}-{(start + size) // 1000}"
+            engagers[window][target].add(actor)
+            received[window][target] += 1
+            spread[window][target] += kind in AMPLIFYING
+            start -= period
+    return {window: {user: (len(actors), spread[window][user] / received[window][user])
+                     for user, actors in users.items()}
+            for window, users in engagers.items()}
+
+
+def read_influence(client: redis.Redis, prefix: str) -> dict[str, dict[str, dict]]:
+    windows = [w.decode() for w in client.zrange(f"{prefix}:v1:windows", 0, -1)]
+    stored = {window: client.hgetall(f"{prefix}:v1:win:{{{window}}}:influence") for window in windows}
+    return {window: {u.decode(): orjson.loads(v) for u, v in users.items()} for window, users in stored.items()}
+
+
+def influence_differences(expected: dict[str, dict[str, tuple[int, float]]], actual: dict[str, dict[str, dict]],
+                          limit: int = 5) -> list[str]:
+    """Reach exactly, amplification to the 4 decimals Redis keeps, for every engaged user."""
+    out = []
+    for window in sorted(set(expected) | {w for w, users in actual.items() if any(u["reach"] for u in users.values())}):
+        got = actual.get(window, {})
+        for user, (reach, amplification) in sorted(expected.get(window, {}).items()):
+            mine = got.get(user)
+            if mine is None or mine["reach"] != reach or abs(mine["amplification"] - amplification) > 6e-5:
+                out.append(f"window {window} user {user}: expected reach {reach} amplification {amplification:.4f}, "
+                           f"got {mine and (mine['reach'], mine['amplification'])}")
+                break
+        unexpected = [u for u, v in got.items() if v["reach"] and u not in expected.get(window, {})]
+        if unexpected:
+            out.append(f"window {window}: reach without engagement for {unexpected[:3]}")
+        if len(out) >= limit:
+            break
+    return out
+
+
+def snapshot(client: redis.Redis, prefix: str) -> dict[str, object]:
+    """Every result key under `prefix` (bookkeeping left out), with the prefix stripped, for comparing
+    two runs. Stream entries are compared by content: their ids are arrival times."""
+    out: dict[str, object] = {}
+    for key in client.scan_iter(match=f"{prefix}:*", count=10_000):
+        name = key.decode()[len(prefix):]
+        kind = client.type(key).decode()
+        if ":progress:" in name:
+            continue
+        if kind == "hash":
+            out[name] = client.hgetall(key)
+        elif kind == "zset":
+            out[name] = client.zrange(key, 0, -1, withscores=True)
+        elif kind == "string":
+            out[name] = client.get(key)
+        elif kind == "stream":
+            out[name] = sorted(tuple(sorted(fields.items())) for _, fields in client.xrange(key))
+        else:
+            out[name] = kind
+    return out
