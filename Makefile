@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[test,serve]"
 	touch $(STAMP)
 
+# Kafka's jars and Prism into the user cache; Debian's redis-server and chromium (browser test) if missing.
 setup: $(STAMP)
 	$(BIN)/clout stack install
 

@@ -1,4 +1,4 @@
-"""`clout`: the one command-line tool. Subcommands follow the data: stack, topics, ingest, run, query."""
+"""`clout`: the one command-line tool. Subcommands follow the data: stack, topics, ingest, run, query, serve."""
 
 from __future__ import annotations
 
@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ingest(commands, common)
     _add_config(commands, common)
     _add_pipeline_commands(commands, common)
+    _add_serve_command(commands, common)
     return parser
 
 
@@ -210,6 +211,13 @@ def _add_config(commands: argparse._SubParsersAction, common: argparse.ArgumentP
 def _add_pipeline_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """`run` and `query` live with the pipeline."""
     from clout.pipelines.command import add_commands
+
+    add_commands(commands, common)
+
+
+def _add_serve_command(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """`serve` lives with the read API."""
+    from clout.serving.command import add_commands
 
     add_commands(commands, common)
 

@@ -56,6 +56,7 @@ class Settings:
     kafka_ssl_cafile: str | None = None
     topic: str = "interactions"
     dlq_topic: str = "interactions.dlq"
+    flags_topic: str = "flags"
     partitions: int = 6
     replication_factor: int = 1
     retention_ms: int = -1  # topic retention; -1 keeps everything (record timestamps are event times)

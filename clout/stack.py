@@ -1,4 +1,5 @@
-"""The local stack: a real single-node Kafka (KRaft) broker, a real Redis server, and the Prism runner.
+"""The local stack: a real single-node Kafka (KRaft) broker, a real Redis server, and the Prism runner
+(plus Debian's chromium, which the dashboard's browser test drives).
 
 Installs go into the user cache (``~/.cache/clout``) so every clone on the machine shares them;
 running state (data, logs, pid files) goes into the settings' ``state_dir``. ``up`` is idempotent and
@@ -74,20 +75,31 @@ def install_prism(settings: Settings) -> Path:
 
 def install_redis() -> str:
     """Use a redis-server on PATH, or install Debian's package when running as root."""
-    found = shutil.which("redis-server")
+    return _debian_package("redis-server", "redis-server")
+
+
+def install_chromium() -> str:
+    """Use a chromium on PATH, or install Debian's package when running as root (the dashboard's browser test)."""
+    return _debian_package("chromium", "chromium")
+
+
+def _debian_package(program: str, package: str) -> str:
+    found = shutil.which(program)
     if found:
         return found
     if os.geteuid() != 0 or not shutil.which("apt-get"):
-        raise StackError("redis-server is not on PATH; install it (Debian: sudo apt-get install redis-server)")
-    _run(["apt-get", "update", "-q"], "apt-get update")
-    _run(["apt-get", "install", "-y", "-q", "redis-server"], "installing redis-server with apt-get")
-    return shutil.which("redis-server") or "/usr/bin/redis-server"
+        raise StackError(f"{program} is not on PATH; install it (Debian: sudo apt-get install {package})")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}  # no debconf question may stop `make setup`
+    _run(["apt-get", "update", "-q"], "apt-get update", env=env)
+    _run(["apt-get", "install", "-y", "-q", package], f"installing {package} with apt-get", env=env)
+    return shutil.which(program) or f"/usr/bin/{program}"
 
 
 def install_all(settings: Settings, say: Callable[[str], None] = print) -> None:
     say(f"kafka  {install_kafka(settings)}")
     say(f"redis  {install_redis()}")
     say(f"prism  {install_prism(settings)}")
+    say(f"chromium {install_chromium()}")
 
 
 # --- servers --------------------------------------------------------------------------------------

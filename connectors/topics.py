@@ -9,8 +9,9 @@ from clout.settings import Settings
 
 
 def create_topics(settings: Settings, partitions: int | None = None) -> dict[str, str]:
-    """Create `topic` with the configured partition count and its DLQ; existing topics are left alone."""
-    wanted = {settings.topic: partitions or settings.partitions, settings.dlq_topic: 1}
+    """Create `topic` with the configured partition count, its DLQ and the `flags` topic the pipeline
+    publishes new anomaly flags to; existing topics are left alone."""
+    wanted = {settings.topic: partitions or settings.partitions, settings.dlq_topic: 1, settings.flags_topic: 1}
     admin = KafkaAdminClient(**settings.kafka_client_config())
     try:
         existing = set(admin.list_topics())

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from clout.pipelines.flag_writer import DETECTORS
 from clout.pipelines.redis_client import RedisTarget
 from clout.schemas.redis_layout import KeyLayout
 from clout.settings import Settings
@@ -19,6 +20,20 @@ from clout.settings import Settings
 def add_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     _add_run(commands, common)
     _add_query(commands, common)
+    _add_eval(commands)
+
+
+def _add_eval(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "eval", add_help=False, help="evaluate the anomaly detectors (planted anomalies in real Higgs; Bitcoin OTC)",
+        description="Options (see `clout eval --help`) go to the evaluation.")
+    parser.set_defaults(handler=_eval, accepts_extra=True)
+
+
+def _eval(args: argparse.Namespace, settings: Settings) -> int:
+    from clout.evaluation import main
+
+    return main(list(args.extra))
 
 
 def _add_run(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -66,10 +81,17 @@ def _add_query(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
     user.add_argument("--window", help="window id <start>-<end> (epoch seconds)")
     top = what.add_parser("top", parents=[common], help="a window's leaderboard (default: latest window)")
     top.add_argument("--window")
-    top.add_argument("--metric", choices=["received", "engagers"], default="received")
+    top.add_argument("--metric", choices=["received", "engagers", "score", "clean"], default="received")
+    top.add_argument("--platform", help="with --metric score: one platform's leaderboard")
     top.add_argument("--limit", type=int, default=10)
+    score = what.add_parser("score", parents=[common], help="one user's influence: latest window, long-term, history")
+    score.add_argument("user")
+    flags = what.add_parser("flags", parents=[common], help="flagged users with reasons (one window or all)")
+    flags.add_argument("--window", help="window id (default: every window in Redis, newest first)")
+    flags.add_argument("--detector", choices=DETECTORS)
+    flags.add_argument("--limit", type=int, default=50, help="flags at most")
     parser.set_defaults(handler=_query)
-    for sub in (windows, user, top):
+    for sub in (windows, user, top, score, flags):
         sub.set_defaults(handler=_query)
 
 
@@ -103,9 +125,40 @@ def _user(client: Any, layout: KeyLayout, args: argparse.Namespace) -> dict[str,
 
 def _top(client: Any, layout: KeyLayout, args: argparse.Namespace) -> dict[str, Any]:
     window = args.window or _latest_window(client, layout)
-    ranked = client.zrevrange(layout.leaderboard(window, args.metric), 0, args.limit - 1, withscores=True)
+    key = (layout.score_board(window, args.platform) if args.metric == "score"
+           else layout.leaderboard(window, args.metric))
+    ranked = client.zrevrange(key, 0, args.limit - 1, withscores=True)
+    as_number = int if args.metric in ("received", "engagers") else (lambda s: round(s, 2))
     return {"window": window, "metric": args.metric,
-            "top": [{"user": u.decode(), args.metric: int(s)} for u, s in ranked]}
+            "top": [{"user": u.decode(), args.metric: as_number(s)} for u, s in ranked]}
 
 
-QUERIES = {"windows": _windows, "user": _user, "top": _top}
+def _score(client: Any, layout: KeyLayout, args: argparse.Namespace) -> dict[str, Any] | None:
+    latest = client.get(layout.user_latest(args.user))
+    if latest is None:
+        return None
+    history = {w.decode(): orjson.loads(v) for w, v in client.hgetall(layout.user_history(args.user)).items()}
+    return {"user": args.user, **orjson.loads(latest),
+            "history": [{"window": w, **history[w]} for w in sorted(history, key=lambda w: history[w]["end"])]}
+
+
+def _flags(client: Any, layout: KeyLayout, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Flagged users by score, newest window first, each with its reasons (the user's stored flag for
+    that detector when it is this window's, else the window's score alone)."""
+    windows = [args.window] if args.window else [w.decode() for w in client.zrevrange(layout.windows(), 0, -1)]
+    detectors = [args.detector] if args.detector else list(DETECTORS)
+    out: list[dict[str, Any]] = []
+    for window in windows:
+        for detector in detectors:
+            for user, score in client.zrevrange(layout.flagged(window, detector), 0, -1, withscores=True):
+                stored = client.hget(layout.user_flags(user.decode()), detector)
+                flag = orjson.loads(stored) if stored else None
+                if flag is None or flag["window"] != window:
+                    flag = {"user": user.decode(), "window": window, "detector": detector, "score": score}
+                out.append(flag)
+                if len(out) >= args.limit:
+                    return out
+    return out
+
+
+QUERIES = {"windows": _windows, "user": _user, "top": _top, "score": _score, "flags": _flags}

@@ -17,6 +17,8 @@ from apache_beam.runners.runner import PipelineResult, PipelineState
 from kafka import KafkaConsumer, TopicPartition
 
 from clout.pipelines.aggregates import EngagementCounts
+from clout.pipelines.anomalies.config import Thresholds
+from clout.pipelines.anomalies.detect import context_needed_ms
 from clout.pipelines.influence import InfluenceConfig
 from clout.pipelines.interactions import ReadInteractions
 from clout.pipelines.recovery import RecordProgress, StartPlan, plan_start
@@ -30,6 +32,8 @@ from clout.schemas.redis_layout import KeyLayout
 from clout.settings import Settings
 from clout.stack import install_prism
 
+STREAMING_JOB_DEADLINE_S = 10 * 365 * 24 * 3600
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -41,8 +45,13 @@ class RunConfig:
     out_of_orderness_s: float = 30.0
     idle_after_s: float = 10.0
     dedup_horizon_s: float = 3600.0
-    context_s: int = 6 * 3600  # event time behind each window that its analyses may look at
     influence: InfluenceConfig = field(default_factory=InfluenceConfig)
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+    @property
+    def context_ms(self) -> int:
+        """Event time behind each window's end that its analyses read (and a restart replays)."""
+        return context_needed_ms(self.thresholds, self.policy)
     beam_args: tuple[str, ...] = ()
 
 
@@ -60,9 +69,9 @@ def build_pipeline(pipeline: beam.Pipeline, settings: Settings, config: RunConfi
     counts = events | "EngagementCounts" >> EngagementCounts(config.policy, config.shards)
     written = counts | "WriteWindowTotals" >> WriteWindowTotals(
         redis_target, layout, config.policy, settings.retention_seconds, plan.horizon_ms)
-    results = ResultsConfig(redis_target, layout, config.influence, config.policy.period_s,
-                            settings.retention_seconds)
-    analysed = events | "WindowGraphs" >> WindowGraphs(config.policy, config.context_s * 1000, plan.horizon_ms,
+    results = ResultsConfig(redis_target, layout, config.influence, config.policy, settings.retention_seconds,
+                            config.thresholds, settings.kafka_client_config(), settings.flags_topic, config.shards)
+    analysed = events | "WindowGraphs" >> WindowGraphs(config.policy, config.context_ms, plan.horizon_ms,
                                                        WindowResultsFactory(results))
     _ = ((written, analysed) | "WindowEnds" >> beam.Flatten()
          | "RecordProgress" >> RecordProgress(redis_target, layout, settings.group, config.policy))
@@ -76,6 +85,10 @@ def pipeline_options(settings: Settings, beam_args: Sequence[str]) -> PipelineOp
                  "--experiments=disable_prism_server_singleton"]
     if "--streaming" not in args:
         args.append("--streaming")
+    if not any(a.startswith("--job_server_timeout") for a in args):
+        # Beam puts this deadline on the job's state stream too: a job running longer would fail with
+        # DEADLINE_EXCEEDED after 300 s (the default). A streaming job runs until it is stopped.
+        args.append(f"--job_server_timeout={STREAMING_JOB_DEADLINE_S}")
     return PipelineOptions(args)
 
 
@@ -87,7 +100,7 @@ def run(settings: Settings, config: RunConfig, progress_interval: float = 5.0) -
     try:
         plan = plan_start(consumer, RedisTarget.from_settings(settings), KeyLayout(settings.key_prefix),
                           settings.topic, settings.group, config.policy, config.from_beginning, config.reset,
-                          config.context_s * 1000)
+                          config.context_ms)
         print(f"clout run: {plan.describe()}", file=sys.stderr, flush=True)
         pipeline = beam.Pipeline(options=pipeline_options(settings, config.beam_args))
         build_pipeline(pipeline, settings, config, plan)

@@ -47,15 +47,19 @@ Chunk = tuple[ChunkId, int, list[Event]]
 
 @dataclass(frozen=True)
 class Pane:
-    """What an analysis gets: the window's events, and `context`: every event of the `context_ms`
-    before the window's end (the window's own included)."""
+    """What an analysis gets: the window's events, and `slices`: every slice of the `context_ms`
+    before the window's end (the window's own included), by slice start."""
 
     start_ms: int
     end_ms: int
     events: list[Event]
-    context: list[Event]
+    slices: dict[int, list[Event]]
     final: bool
     changed: bool  # False: a final pane with nothing new since the on-time pane
+
+    @property
+    def context(self) -> list[Event]:
+        return [e for s in sorted(self.slices) for e in self.slices[s]]
 
 
 # Analyses a pane and writes its results; returns a summary (for the log and the tests).
@@ -85,6 +89,10 @@ class _Slices:
 
     def between(self, start_ms: int, end_ms: int) -> list[Event]:
         return [e for s in sorted(self.events) if start_ms <= s < end_ms for e in self.events[s]]
+
+    def slices_between(self, start_ms: int, end_ms: int) -> dict[int, list[Event]]:
+        """The slices themselves (copies of the lists: more events may reach a slice later)."""
+        return {s: list(events) for s, events in self.events.items() if start_ms <= s < end_ms}
 
     def forget_before(self, cutoff_ms: int) -> None:
         for slice_start in [s for s in self.events if s < cutoff_ms]:
@@ -159,7 +167,7 @@ class AnalyseWindows(beam.DoFn):
     def _write_pane(self, memo: _Slices, start: int, now: int) -> None:
         end = start + self.policy.size_ms
         final = now >= self._final_at(start)
-        pane = Pane(start, end, memo.between(start, end), memo.between(end - self.context_ms, end), final,
+        pane = Pane(start, end, memo.between(start, end), memo.slices_between(end - self.context_ms, end), final,
                     changed=start in memo.dirty)
         self.analyse(pane)
         self.panes.inc()

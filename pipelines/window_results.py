@@ -7,30 +7,42 @@ values (absolute sets, never increments). The layout is `schemas/redis_layout.py
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from kafka import KafkaProducer
 
+from clout.pipelines.anomalies.config import Thresholds
+from clout.pipelines.anomalies.detect import EpochMidas, Findings, WindowDetectors
+from clout.pipelines.flag_writer import FlagWriter
 from clout.pipelines.influence import (
     InfluenceConfig,
     UserInfluence,
     clean_influence,
-    long_term_score,
+    decayed_sum,
+    long_term_from_sum,
     rounded_score,
     window_influence,
 )
 from clout.pipelines.redis_client import RedisTarget
 from clout.pipelines.window_graph import Pane
-from clout.pipelines.windows import window_id
+from clout.pipelines.windows import WindowPolicy, window_id
+from clout.pipelines.worker_memory import shared
 from clout.schemas.redis_layout import KeyLayout
 
 _CHUNK = 5_000  # users per pipelined round trip
-# KEYS: history, latest. ARGV: window id, history entry, latest JSON ('' = a newer window holds it), ttl, stale ids.
+# KEYS: history, latest. ARGV: window id, history entry, latest JSON ('' keeps the stored one), ttl, and the
+# cutoff: entries of windows ending at or before it are dropped (a window id ends with its end, in epoch s).
 _USER_SCRIPT = """
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-for i = 5, #ARGV do redis.call('HDEL', KEYS[1], ARGV[i]) end
+local cutoff = tonumber(ARGV[5])
+for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+  local ends = tonumber(string.match(field, '%-(%d+)$'))
+  if ends and ends <= cutoff then redis.call('HDEL', KEYS[1], field) end
+end
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 if ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4]) end
 return 1
@@ -38,60 +50,82 @@ return 1
 
 
 @dataclass(frozen=True)
-class Findings:
-    """What the detectors found in a pane: flags by user and the groups they form (JSON-ready)."""
-
-    flags: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)
-    groups: list[dict[str, Any]] = field(default_factory=list)
-    actor_weight: Mapping[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class ResultsConfig:
     redis: RedisTarget
     layout: KeyLayout
     influence: InfluenceConfig
-    period_s: int
+    policy: WindowPolicy
     retention_s: int
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    kafka: dict[str, Any] | None = None  # kafka-python client settings for the `flags` topic; None: no topic
+    flags_topic: str = "flags"
+    shards: int = 4  # MIDAS-R shards
+    memo_token: str = field(default_factory=lambda: uuid.uuid4().hex)  # names the process-wide MIDAS-R state
+
+    @property
+    def period_s(self) -> int:
+        return self.policy.period_s
 
 
 class WindowResults:
-    """Scores a pane and writes it. One instance per worker thread (it keeps a Redis client)."""
+    """Finds flags in a pane, scores it and writes both. One instance per DoFn instance (it keeps
+    clients); the window step calls it under its lock, one pane at a time."""
 
     def __init__(self, config: ResultsConfig) -> None:
         self.config = config
         self.client = config.redis.connect()
         self._user_script = self.client.register_script(_USER_SCRIPT)
         self._cache: dict[int, tuple[dict[str, UserInfluence], dict[str, float]]] = {}
+        producer = KafkaProducer(**config.kafka, acks="all", linger_ms=20) if config.kafka is not None else None
+        self.flag_writer = FlagWriter(self.client, config.layout, config.retention_s, producer, config.flags_topic)
+        midas = shared(config.memo_token, lambda: EpochMidas(config.thresholds, config.shards))
+        self.detectors = WindowDetectors(config.thresholds, config.policy, midas)
 
-    def __call__(self, pane: Pane, findings: Findings | None = None) -> dict[str, int]:
-        findings = findings or Findings()
-        raw, clean = self._scores(pane, findings)
+    def __call__(self, pane: Pane) -> dict[str, int]:
         wid = window_id(pane.start_ms, pane.end_ms)
-        self._write_window(wid, pane, raw, clean)
-        if pane.changed:  # a final pane with nothing new leaves the users' documents as the on-time pane wrote them
-            self._write_users(wid, pane.end_ms // 1000, raw, clean)
-        return {"users": len(raw), "events": len(pane.events)}
+        cached = self._cache.pop(pane.start_ms, None)
+        if pane.changed or cached is None:
+            findings: Findings | None = self._findings(pane)
+            raw, clean = self._scores(pane, findings)
+        else:  # a final pane with nothing new: the on-time pane's results stand, now final
+            findings, (raw, clean) = None, cached
+        if not pane.final:
+            self._cache[pane.start_ms] = (raw, clean)
+        # Users who received nothing score the floor (1): they are left out, which readers take as 1.
+        active = sorted(user for user, influence in raw.items() if influence.reach > 0)
+        self._write_window(wid, pane, active, raw, clean)
+        if findings is None:
+            return {"users": len(raw), "active": len(active), "flags": 0, "new_flags": 0}
+        self._write_users(wid, pane.end_ms // 1000, active, raw, clean)
+        new = self.flag_writer.write(wid, findings)
+        return {"users": len(raw), "active": len(active), "flags": len(findings.flags), "new_flags": len(new)}
 
     def close(self) -> None:
+        if self.flag_writer.producer is not None:
+            self.flag_writer.producer.close()
         self.client.close()
 
-    def _scores(self, pane: Pane, findings: Findings) -> tuple[dict[str, UserInfluence], dict[str, float]]:
-        """PageRank is the costly part: a final pane with nothing new reuses the on-time pane's."""
-        cached = self._cache.pop(pane.start_ms, None)
-        if cached is None or pane.changed:
-            raw = window_influence(pane.events, self.config.influence)
-            clean = (clean_influence(pane.events, self.config.influence, raw, findings.actor_weight)
-                     if findings.actor_weight else {u: float(i.raw) for u, i in raw.items()})
-            cached = (raw, clean)
-        if not pane.final:
-            self._cache[pane.start_ms] = cached
-        return cached
+    def _findings(self, pane: Pane) -> Findings:
+        """The detectors' verdicts; lockstep remembers the groups written for the windows of the last
+        `memory_hours` before this one."""
+        memory_ms = int(self.config.thresholds.lockstep.memory_hours * 3_600_000)
+        period, size = self.config.policy.slice_ms, self.config.policy.size_ms
+        earlier = [window_id(s, s + size) for s in range(pane.start_ms - memory_ms, pane.start_ms, period)]
+        return self.detectors.find(pane, self.flag_writer.earlier_groups(earlier))
 
-    def _write_window(self, wid: str, pane: Pane, raw: dict[str, UserInfluence], clean: dict[str, float]) -> None:
+    def _scores(self, pane: Pane, findings: Findings) -> tuple[dict[str, UserInfluence], dict[str, float]]:
+        """Raw scores, and clean ones with the engagement of flagged fake engagers left out."""
+        raw = window_influence(pane.events, self.config.influence)
+        ignore = findings.engagers_to_ignore()
+        clean = (clean_influence(pane.events, self.config.influence, raw, ignore)
+                 if ignore else {u: float(i.raw) for u, i in raw.items()})
+        return raw, clean
+
+    def _write_window(self, wid: str, pane: Pane, active: list[str], raw: dict[str, UserInfluence],
+                      clean: dict[str, float]) -> None:
         layout, ttl = self.config.layout, self.config.retention_s
         keys = {layout.influence(wid), layout.score_board(wid), layout.clean_board(wid), layout.window_meta(wid)}
-        for users in _chunks(sorted(raw)):
+        for users in _chunks(active):
             pipe = self.client.pipeline(transaction=False)
             pipe.hset(layout.influence(wid), mapping={
                 u: raw[u].to_json(clean_score=clean[u], final=pane.final) for u in users})
@@ -104,45 +138,62 @@ class WindowResults:
             pipe.execute()
         pipe = self.client.pipeline(transaction=False)
         pipe.hset(layout.window_meta(wid), mapping={
-            "users": len(raw), "events": len(pane.events), "final": int(pane.final)})
+            "users": len(raw), "active": len(active), "events": len(pane.events), "final": int(pane.final)})
         pipe.zadd(layout.windows(), {wid: pane.end_ms // 1000})
         for key in keys:
             pipe.expire(key, ttl)
         pipe.execute()
 
-    def _write_users(self, wid: str, end_s: int, raw: dict[str, UserInfluence], clean: dict[str, float]) -> None:
-        """History entry, long-term score (from that history) and `latest` unless a newer window set it.
+    def _write_users(self, wid: str, end_s: int, active: list[str], raw: dict[str, UserInfluence],
+                     clean: dict[str, float]) -> None:
+        """History entry and `latest` (with the long-term score) of each active user.
 
-        Two commands per user: the history is read, and one script call (both keys share the user's
-        hash tag) writes the entry, drops expired entries, refreshes the TTL and sets `latest`."""
+        In windows where a user received nothing their score is the floor, which the long-term
+        score counts as absent. The long-term score is kept as a decayed sum in
+        `latest`, so nothing but `latest` and this window's old entry is read; a window recomputed
+        after a newer one (a restart's replay, a late final pane) corrects the sum by its change."""
         layout, config = self.config.layout, self.config
-        cutoff_s = end_s - 2 * config.influence.history_len * config.period_s
-        for users in _chunks(sorted(raw)):
+        for users in _chunks(active):
             pipe = self.client.pipeline(transaction=False)
             for user in users:
-                pipe.hgetall(layout.user_history(user))
-            histories = pipe.execute()
-            for user, stored in zip(users, histories, strict=True):
-                history = {k.decode(): orjson.loads(v) for k, v in stored.items()}
+                pipe.get(layout.user_latest(user))
+                pipe.hget(layout.user_history(user), wid)
+            replies = pipe.execute()
+            for user, latest, old in zip(users, replies[0::2], replies[1::2], strict=True):
                 entry = {"end": end_s, "score": raw[user].score, "clean_score": rounded_score(clean[user])}
-                newest = max((e["end"] for e in history.values()), default=end_s)
-                history[wid] = entry
-                stale = _expired(history, cutoff_s)
-                latest = (self._latest_json(wid, end_s, raw[user], clean[user], history)
-                          if newest <= end_s else b"")
+                old_score = orjson.loads(old)["score"] if old else 0
+                new_latest = self._latest(wid, end_s, raw[user], clean[user], orjson.loads(latest) if latest else None,
+                                          old_score)
                 self._user_script(keys=[layout.user_history(user), layout.user_latest(user)],
-                                  args=[wid, orjson.dumps(entry), latest, config.retention_s, *stale], client=pipe)
+                                  args=[wid, orjson.dumps(entry), new_latest, config.retention_s,
+                                        end_s - 2 * config.influence.history_len * config.period_s], client=pipe)
             pipe.execute()
 
-    def _latest_json(self, wid: str, end_s: int, influence: UserInfluence, clean: float,
-                     history: dict[str, dict[str, Any]]) -> bytes:
-        config = self.config
-        past = [(e["end"], e["score"]) for e in history.values() if e["end"] <= end_s]
-        long_term = long_term_score(past, end_s, config.period_s, config.influence.half_life_s,
-                                    config.influence.history_len)
+    def _latest(self, wid: str, end_s: int, influence: UserInfluence, clean: float, latest: dict[str, Any] | None,
+                old_score: int) -> bytes:
+        """The new `latest` document, or b"" to keep the stored one (a newer window holds it and this
+        window's score did not change)."""
+        half_life = self.config.influence.half_life_s
+        if latest is not None and latest["end"] > end_s:
+            change = influence.score - old_score
+            if not change:
+                return b""
+            total = latest["decayed_sum"] + change * 2.0 ** (-(latest["end"] - end_s) / half_life)
+            return self._latest_json(latest, total)
+        if latest is None:
+            total = float(influence.score)
+        elif latest["end"] == end_s:  # this window again: an unchanged score leaves the sum bit for bit
+            total = latest["decayed_sum"] + (influence.score - old_score)
+        else:
+            total = decayed_sum(latest["decayed_sum"], latest["end"], end_s, half_life) + influence.score
         value = orjson.loads(influence.to_json(clean_score=clean, final=False))
         del value["final"]  # whether the window is final is the window's meta, not the user's
-        return orjson.dumps({**value, "window": wid, "end": end_s, "long_term": round(long_term, 2)})
+        return self._latest_json({**value, "window": wid, "end": end_s}, total)
+
+    def _latest_json(self, value: dict[str, Any], total: float) -> bytes:
+        config = self.config
+        long_term = long_term_from_sum(total, config.period_s, config.influence.half_life_s)
+        return orjson.dumps({**value, "long_term": round(long_term, 2), "decayed_sum": total})
 
 
 @dataclass(frozen=True)
@@ -166,12 +217,3 @@ def _by_platform(raw: dict[str, UserInfluence], users: list[str]) -> dict[str, l
         if raw[user].platform:
             groups.setdefault(raw[user].platform, []).append(user)
     return groups
-
-
-def _expired(history: dict[str, dict[str, Any]], cutoff_s: int) -> list[str]:
-    """Entries ending at or before `cutoff_s`. The cutoff trails the window written by twice the span
-    the long-term score reads, so a restart that recomputes recent windows still finds their past."""
-    stale = [wid for wid, entry in history.items() if entry["end"] <= cutoff_s]
-    for wid in stale:
-        del history[wid]
-    return stale

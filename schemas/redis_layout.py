@@ -11,15 +11,15 @@ Curly braces are Redis Cluster hash tags: a window's keys share one slot.
 | `clout:v1:win:{<window>}:lb:received` | sorted set | member: user; score: interactions received |
 | `clout:v1:win:{<window>}:lb:engagers` | sorted set | member: user; score: distinct engagers |
 | `clout:v1:progress:{<group>}` | hash | pipeline bookkeeping for restarts (not for readers) |
-| `clout:v1:win:{<window>}:influence` | hash | field: user; value: JSON influence (below) |
+| `clout:v1:win:{<window>}:influence` | hash | field: user who received engagement; value: JSON influence (below); anyone else scores 1 |
 | `clout:v1:win:{<window>}:lb:score` | sorted set | member: user; score: influence score (1..100, unrounded) |
 | `clout:v1:win:{<window>}:lb:score:platform:<platform>` | sorted set | the same, users of one platform |
 | `clout:v1:win:{<window>}:lb:clean` | sorted set | member: user; score: clean influence score (flagged engagement removed) |
-| `clout:v1:win:{<window>}:meta` | hash | `users`, `events` of the window's graph; `final` 1 once the final pane is written |
+| `clout:v1:win:{<window>}:meta` | hash | `users` (all), `active` (received engagement), `events`; `final` 1 once the final pane is written |
 | `clout:v1:win:{<window>}:flagged` | sorted set | member: user; score: highest flag score in [0,1] |
 | `clout:v1:win:{<window>}:flagged:<detector>` | sorted set | the same, one detector |
 | `clout:v1:win:{<window>}:groups` | sorted set | member: coordination group id; score: number of members |
-| `clout:v1:user:{<user>}:latest` | string | JSON influence of the user's newest window (no `final`), plus `window`, `end`, `long_term` |
+| `clout:v1:user:{<user>}:latest` | string | JSON influence of the newest window the user received engagement in (no `final`), plus `window`, `end`, `long_term`, `decayed_sum` (its bookkeeping) |
 | `clout:v1:user:{<user>}:history` | hash | field: window id; value: JSON `{"end": s, "score": n, "clean_score": n}`; the last 2 x history_len periods |
 | `clout:v1:user:{<user>}:flags` | hash | field: detector; value: JSON flag (below); TTL = flag TTL |
 | `clout:v1:group:{<group id>}` | string | JSON coordination group (below) |

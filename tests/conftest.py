@@ -43,6 +43,7 @@ def settings(stack_settings: Settings) -> Settings:
     """Settings with topics, group and key prefix of this test's own, so tests never see each other."""
     tag = uuid.uuid4().hex[:8]
     return stack_settings.replace(topic=f"t{tag}.interactions", dlq_topic=f"t{tag}.interactions.dlq",
+                                  flags_topic=f"t{tag}.flags",
                                   group=f"g{tag}", key_prefix=f"test{tag}")
 
 

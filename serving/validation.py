@@ -1,0 +1,83 @@
+"""What a caller may name: user, group, window, platform, detector and board ids that map onto layout v1.
+
+Every id reaches a Redis key, so a malformed one must stop here: curly braces would move a key to
+another Cluster slot or out of its hash tag, glob characters and control characters have no place
+in a key, and `$`-anchored regexes let a trailing newline through (hence `fullmatch`). The patterns
+are shared with the API's parameter declarations, so the OpenAPI document shows the same rules.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+LATEST = "latest"
+MAX_ID_LENGTH = 128
+
+# Printable, no whitespace, no braces (hash tags), no glob characters, no backslash, no controls.
+_ID = r"[^\s{}*?\[\]\\\x00-\x1f\x7f-\x9f]{1,128}"
+_WINDOW = r"[0-9]{1,12}-[0-9]{1,12}"
+_PLATFORM = r"[A-Za-z0-9_.\-]{1,64}"
+
+ID_PATTERN = f"^{_ID}$"
+WINDOW_PATTERN = f"^{_WINDOW}$"
+WINDOW_REF_PATTERN = f"^(?:{LATEST}|{_WINDOW})$"
+PLATFORM_PATTERN = f"^{_PLATFORM}$"
+
+ID_RULE = (f"must be 1..{MAX_ID_LENGTH} characters without whitespace, control characters, curly braces, "
+           "backslash or glob characters (* ? [ ])")
+WINDOW_RULE = "must be a window id <start>-<end> in epoch seconds"
+PLATFORM_RULE = "must be 1..64 characters of A-Z a-z 0-9 _ . -"
+RULES = {"user": ID_RULE, "group": ID_RULE, "window": f"{WINDOW_RULE} or 'latest'", "platform": PLATFORM_RULE}
+
+Detector = Literal["burst", "bot", "lockstep", "microcluster"]
+Board = Literal["score", "clean", "received", "engagers"]
+DETECTORS: tuple[str, ...] = ("burst", "bot", "lockstep", "microcluster")
+BOARDS: tuple[str, ...] = ("score", "clean", "received", "engagers")
+
+
+class InvalidInput(ValueError):
+    """A caller's id or parameter that does not name anything in the layout; the message says why."""
+
+    def __init__(self, where: str, problem: str) -> None:
+        super().__init__(f"{where}: {problem}")
+        self.where = where
+        self.problem = problem
+
+
+def check_id(value: str, where: str = "id") -> str:
+    """A user or group id that is safe inside a `{...}` hash tag."""
+    if not isinstance(value, str) or not re.fullmatch(_ID, value):
+        raise InvalidInput(where, ID_RULE)
+    return value
+
+
+def check_window(value: str, where: str = "window", allow_latest: bool = True) -> str:
+    """A window id `<start>-<end>` in epoch seconds with start < end, or the alias `latest`."""
+    if allow_latest and value == LATEST:
+        return value
+    if not isinstance(value, str) or not re.fullmatch(_WINDOW, value):
+        raise InvalidInput(where, WINDOW_RULE + (" or 'latest'" if allow_latest else ""))
+    start, end = (int(part) for part in value.split("-"))
+    if start >= end:
+        raise InvalidInput(where, "a window's start must be before its end")
+    return value
+
+
+def check_platform(value: str | None, where: str = "platform") -> str | None:
+    if value is not None and not re.fullmatch(_PLATFORM, value):
+        raise InvalidInput(where, PLATFORM_RULE)
+    return value
+
+
+def check_choice(value: str | None, choices: tuple[str, ...], where: str) -> str | None:
+    if value is not None and value not in choices:
+        raise InvalidInput(where, f"must be one of {', '.join(choices)}")
+    return value
+
+
+def check_page(offset: int, limit: int, max_limit: int = 500, max_offset: int = 1_000_000) -> None:
+    if not 1 <= limit <= max_limit:
+        raise InvalidInput("limit", f"must be between 1 and {max_limit}")
+    if not 0 <= offset <= max_offset:
+        raise InvalidInput("offset", f"must be between 0 and {max_offset}")
