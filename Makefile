@@ -8,6 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_EVENTS ?= 200000
 DEMO_USERS ?= 10000
+DEMO_FLAGS ?=
 DEMO_STATE := .state/demo
 DEMO_ENV := CLOUT_STATE_DIR=$(DEMO_STATE)
 
@@ -24,12 +25,9 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 	$(BIN)/clout stack install
 
+# Live until Ctrl-C: stack, pipeline, dashboard (URL printed) and the synthetic stream at 120 x real time.
 demo: setup
-	$(DEMO_ENV) $(BIN)/clout stack up
-	$(DEMO_ENV) $(BIN)/clout topics create
-	$(DEMO_ENV) $(BIN)/clout ingest synthetic --users $(DEMO_USERS) --events $(DEMO_EVENTS) --truth $(DEMO_STATE)/truth.json
-	$(DEMO_ENV) $(BIN)/clout run --group demo --from-beginning --stop-when-idle 10
-	$(DEMO_ENV) $(BIN)/clout query top --limit 10
+	$(DEMO_ENV) $(BIN)/clout demo --users $(DEMO_USERS) --events $(DEMO_EVENTS) $(DEMO_FLAGS)
 
 test: setup
 	$(BIN)/pytest

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -64,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(commands, common)
     _add_pipeline_commands(commands, common)
     _add_serve_command(commands, common)
+    _add_demo(commands, common)
     return parser
 
 
@@ -155,6 +158,9 @@ def _add_ingest(commands: argparse._SubParsersAction, common: argparse.ArgumentP
     synthetic.add_argument("--events", type=int, default=200_000)
     synthetic.add_argument("--seed", type=int, default=7)
     synthetic.add_argument("--truth", help="write the planted anomalies' ground truth to this JSON file")
+    synthetic.add_argument("--ending-now", action="store_true",
+                           help="place the stream's days of event time so they end now (brokers refuse records "
+                                "more than an hour in the future, so a live replay must not run ahead of the clock)")
     synthetic.set_defaults(handler=_ingest_synthetic)
 
 
@@ -191,7 +197,11 @@ def _ingest_synthetic(args: argparse.Namespace, settings: Settings) -> int:
     from clout.connectors.replay import events_as_lines, replay
     from clout.connectors.synthetic import SyntheticConfig, SyntheticStream, write_truth
 
-    stream = SyntheticStream(SyntheticConfig(users=args.users, events=args.events, seed=args.seed))
+    config = SyntheticConfig(users=args.users, events=args.events, seed=args.seed)
+    if args.ending_now:
+        now_ms = int(time.time()) * 1000
+        config = dataclasses.replace(config, start_ms=now_ms - now_ms % 60_000 - int(config.days * 86_400_000))
+    stream = SyntheticStream(config)
     if args.truth:
         write_truth(stream.truth, args.truth)
     with Publisher(settings) as publisher:
@@ -220,6 +230,25 @@ def _add_serve_command(commands: argparse._SubParsersAction, common: argparse.Ar
     from clout.serving.command import add_commands
 
     add_commands(commands, common)
+
+
+def _add_demo(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = commands.add_parser("demo", parents=[common], help="the whole path live: stack, pipeline, dashboard, "
+                                 "synthetic stream with planted anomalies (Ctrl-C stops it all)")
+    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--speed", type=float, default=120.0, help="event time runs at N x real time (default 120)")
+    parser.add_argument("--port", type=int, default=8000, help="dashboard and API port (default 8000)")
+    parser.add_argument("--linger", type=float, help="exit this many seconds after the stream ends")
+    parser.set_defaults(handler=_demo)
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from clout.demo import DemoOptions, run_demo
+
+    options = DemoOptions(users=args.users, events=args.events, speed=args.speed, port=args.port,
+                          linger_s=args.linger)
+    return run_demo(settings, options)
 
 
 if __name__ == "__main__":

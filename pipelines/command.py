@@ -124,7 +124,8 @@ def _user(client: Any, layout: KeyLayout, args: argparse.Namespace) -> dict[str,
 
 
 def _top(client: Any, layout: KeyLayout, args: argparse.Namespace) -> dict[str, Any]:
-    window = args.window or _latest_window(client, layout)
+    scored = client.zrevrange(layout.scored_windows(), 0, 0) if args.metric in ("score", "clean") else []
+    window = args.window or (scored[0].decode() if scored else _latest_window(client, layout))
     key = (layout.score_board(window, args.platform) if args.metric == "score"
            else layout.leaderboard(window, args.metric))
     ranked = client.zrevrange(key, 0, args.limit - 1, withscores=True)

@@ -140,6 +140,8 @@ class WindowResults:
         pipe.hset(layout.window_meta(wid), mapping={
             "users": len(raw), "active": len(active), "events": len(pane.events), "final": int(pane.final)})
         pipe.zadd(layout.windows(), {wid: pane.end_ms // 1000})
+        pipe.zadd(layout.scored_windows(), {wid: pane.end_ms // 1000})
+        pipe.expire(layout.scored_windows(), ttl)
         for key in keys:
             pipe.expire(key, ttl)
         pipe.execute()

@@ -11,6 +11,7 @@ Curly braces are Redis Cluster hash tags: a window's keys share one slot.
 | `clout:v1:win:{<window>}:lb:received` | sorted set | member: user; score: interactions received |
 | `clout:v1:win:{<window>}:lb:engagers` | sorted set | member: user; score: distinct engagers |
 | `clout:v1:progress:{<group>}` | hash | pipeline bookkeeping for restarts (not for readers) |
+| `clout:v1:scored` | sorted set | windows with influence and flags written (on-time pane or later), scored by end; newest = the latest complete window |
 | `clout:v1:win:{<window>}:influence` | hash | field: user who received engagement; value: JSON influence (below); anyone else scores 1 |
 | `clout:v1:win:{<window>}:lb:score` | sorted set | member: user; score: influence score (1..100, unrounded) |
 | `clout:v1:win:{<window>}:lb:score:platform:<platform>` | sorted set | the same, users of one platform |
@@ -58,6 +59,9 @@ class KeyLayout:
 
     def windows(self) -> str:
         return f"{self.root}:windows"
+
+    def scored_windows(self) -> str:
+        return f"{self.root}:scored"
 
     def activity(self, window: str) -> str:
         return f"{self.root}:win:{{{window}}}:activity"

@@ -109,10 +109,11 @@ def resolve_window(layout: KeyLayout, window: str) -> Plan[str]:
     check_window(window)
     if window != LATEST:
         return window
-    (newest,) = yield [cmd("zrevrange", layout.windows(), 0, 0)]
-    if not newest:
+    # The newest window with influence and flags written; before the first one closes, the newest open one.
+    scored, newest = yield [cmd("zrevrange", layout.scored_windows(), 0, 0), cmd("zrevrange", layout.windows(), 0, 0)]
+    if not scored and not newest:
         raise NotFound("no windows yet (is `clout run` running?)")
-    return indexed_window(newest[0])
+    return indexed_window((scored or newest)[0])
 
 
 def window_header(layout: KeyLayout, window: str) -> Batch:
