@@ -1,9 +1,11 @@
 """A pane's flags and coordination groups -> Redis (and new flags -> the Redis Stream and Kafka).
 
 A window's flagged sets and group list are replaced whole on every pane (one MULTI), so a final
-pane's verdict supersedes the on-time pane's. A flag is new when its user was not yet in the
-window's set for that detector: only new flags go to the stream and the `flags` topic, so a replay
-of the same window publishes nothing twice.
+pane's verdict supersedes the on-time pane's. Flags are announced (the Redis Stream and the `flags`
+topic) from final panes only, which late data can no longer change, and each (window, detector,
+user) once: the window's `announced` set remembers them, so a replay announces nothing twice. The
+topic is written before Redis records the announcement: a crash in between repeats a flag on the
+topic rather than losing it (at least once; consumers de-duplicate on user, window, detector).
 """
 
 from __future__ import annotations
@@ -43,9 +45,11 @@ class FlagWriter:
         stored = self.client.mget([self.layout.group(gid) for gid in ids])
         return [_group(orjson.loads(value)) for value in stored if value]
 
-    def write(self, wid: str, findings: Findings) -> list[Flag]:
-        """Replace the window's flags and groups; returns the flags that are new."""
-        new = self._new_flags(wid, findings.flags)
+    def write(self, wid: str, findings: Findings, final: bool) -> list[Flag]:
+        """Replace the window's flags and groups; on a final pane, announce the flags not announced
+        yet and return them."""
+        new = self._unannounced(wid, findings.flags) if final else []
+        self._publish(new)
         stored_windows = self._users_flag_windows(findings.flags)
         layout, ttl = self.layout, self.retention_s
         pipe = self.client.pipeline(transaction=True)
@@ -64,15 +68,17 @@ class FlagWriter:
             pipe.expire(key, ttl)
         for flag in new:
             pipe.xadd(layout.flag_stream(), {"flag": flag.to_json()}, maxlen=STREAM_MAXLEN, approximate=True)
+            pipe.sadd(layout.announced(wid), _announcement(flag))
+        if new:
+            pipe.expire(layout.announced(wid), ttl)
         pipe.execute()
-        self._publish(new)
         return new
 
-    def _new_flags(self, wid: str, flags: Sequence[Flag]) -> list[Flag]:
-        pipe = self.client.pipeline(transaction=False)
-        for flag in flags:
-            pipe.zscore(self.layout.flagged(wid, flag.detector), flag.user)
-        return [flag for flag, known in zip(flags, pipe.execute(), strict=True) if known is None]
+    def _unannounced(self, wid: str, flags: Sequence[Flag]) -> list[Flag]:
+        if not flags:
+            return []
+        known = self.client.smismember(self.layout.announced(wid), [_announcement(f) for f in flags])
+        return [flag for flag, seen in zip(flags, known, strict=True) if not seen]
 
     def _users_flag_windows(self, flags: Sequence[Flag]) -> dict[tuple[str, str], str]:
         """(user, detector) -> the window of the stored flag, so an older window never overwrites a newer one."""
@@ -91,6 +97,10 @@ class FlagWriter:
         for flag in flags:
             self.producer.send(self.flags_topic, key=flag.user.encode(), value=flag.to_json())
         self.producer.flush()
+
+
+def _announcement(flag: Flag) -> str:
+    return f"{flag.detector}:{flag.user}"
 
 
 def _sortable(wid: str) -> str:

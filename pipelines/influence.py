@@ -406,35 +406,23 @@ def clean_influence(events: Iterable[Event], config: InfluenceConfig, raw: Mappi
 
 # ------------------------------------------------------------------------------------------ long term
 
-def long_term_score(history: Iterable[tuple[int, float]], now_end_s: int, period_s: int, half_life_s: int) -> float:
-    """Exponentially weighted mean of the user's window scores, absent windows counting 0:
-    L = (1 - 2^(-P/h)) · Σ_e s_e · 2^(-(now - e)/h) over the entries with e <= now (the last entry of
-    a window end wins; later ends are ignored, so a recomputed older window sees the history as of
-    its time). A user present with score s in every window gets s; a reputation builds over a
-    half-life h and survives a quiet hour: with 15-min windows and h = 24 h, four missing windows
-    cost ~6 %. The pipeline keeps the sum incrementally (`decayed_sum`); this is its definition."""
-    _check_decay(period_s, half_life_s)
-    by_end = {end: score for end, score in history if end <= now_end_s}
+def long_term_score(history: Iterable[tuple[int, float]], now_end_s: int, period_s: int, half_life_s: int,
+                    history_len: int) -> float:
+    """Time-decayed mean of the last `history_len` window scores, absent windows counting 0:
+    L = Σ_e s_e·2^(-(now - e)/h) / Σ_{k<history_len} 2^(-k·period/h) over the entries with
+    0 <= now - e < history_len·period (the last entry of a window end wins; later ends are ignored,
+    so a recomputed older window sees the history as of its time). A reputation so builds over a
+    half-life and survives a quiet hour: with 15-min windows and h = 24 h, four missing windows cost ~6 %.
+    A pure function of the history: whatever order the pipeline wrote the entries in, the same
+    entries give the same score, bit for bit (sums in a fixed order, math.fsum)."""
+    if period_s <= 0 or half_life_s <= 0 or history_len < 1:
+        raise ValueError(f"need period_s > 0, half_life_s > 0, history_len >= 1: {period_s}, {half_life_s}, "
+                         f"{history_len}")
+    horizon = history_len * period_s
+    by_end = {end: score for end, score in history if 0 <= now_end_s - end < horizon}
     total = math.fsum(by_end[end] * 2.0 ** (-(now_end_s - end) / half_life_s) for end in sorted(by_end))
-    return long_term_from_sum(total, period_s, half_life_s)
-
-
-def decayed_sum(previous_sum: float, previous_end_s: int, end_s: int, half_life_s: int) -> float:
-    """Σ_e s_e · 2^(-(end - e)/h) at `end_s`, from its value at `previous_end_s` (no new score added)."""
-    return previous_sum * 2.0 ** (-(end_s - previous_end_s) / half_life_s)
-
-
-def long_term_from_sum(total: float, period_s: int, half_life_s: int) -> float:
-    """L from the decayed sum: the normalisation makes a constant score s give L = s."""
-    _check_decay(period_s, half_life_s)
-    return total * (1.0 - 2.0 ** (-period_s / half_life_s))
-
-
-def _check_decay(period_s: int, half_life_s: int) -> None:
-    if period_s <= 0 or half_life_s <= 0:
-        raise ValueError(f"need period_s > 0 and half_life_s > 0: {period_s}, {half_life_s}")
+    return total / math.fsum(2.0 ** (-k * period_s / half_life_s) for k in range(history_len))
 
 
 __all__ = ["AMPLIFYING_KINDS", "DEFAULT_KIND_WEIGHTS", "InfluenceConfig", "Parts", "UserInfluence",
-           "clean_influence", "decayed_sum", "long_term_from_sum", "long_term_score", "pagerank", "rounded_score",
-           "window_influence"]
+           "clean_influence", "long_term_score", "pagerank", "rounded_score", "window_influence"]

@@ -22,8 +22,7 @@ from clout.pipelines.influence import (
     InfluenceConfig,
     UserInfluence,
     clean_influence,
-    decayed_sum,
-    long_term_from_sum,
+    long_term_score,
     rounded_score,
     window_influence,
 )
@@ -97,7 +96,7 @@ class WindowResults:
         if findings is None:
             return {"users": len(raw), "active": len(active), "flags": 0, "new_flags": 0}
         self._write_users(wid, pane.end_ms // 1000, active, raw, clean)
-        new = self.flag_writer.write(wid, findings)
+        new = self.flag_writer.write(wid, findings, pane.final)
         return {"users": len(raw), "active": len(active), "flags": len(findings.flags), "new_flags": len(new)}
 
     def close(self) -> None:
@@ -150,52 +149,46 @@ class WindowResults:
                      clean: dict[str, float]) -> None:
         """History entry and `latest` (with the long-term score) of each active user.
 
-        In windows where a user received nothing their score is the floor, which the long-term
-        score counts as absent. The long-term score is kept as a decayed sum in
-        `latest`, so nothing but `latest` and this window's old entry is read; a window recomputed
-        after a newer one (a restart's replay, a late final pane) corrects the sum by its change."""
+        The long-term score is always computed from the history itself, so it depends only on the
+        entries, not on the order panes were written in: a window recomputed after a newer one (a
+        restart's replay, a final pane with data the on-time pane missed) rewrites its entry and,
+        if its score changed, the long-term score of the newer `latest`. In windows where a user
+        received nothing their score is the floor, which the long-term score counts as absent."""
         layout, config = self.config.layout, self.config
+        cutoff_s = end_s - config.influence.history_len * config.period_s
         for users in _chunks(active):
             pipe = self.client.pipeline(transaction=False)
             for user in users:
                 pipe.get(layout.user_latest(user))
-                pipe.hget(layout.user_history(user), wid)
+                pipe.hgetall(layout.user_history(user))
             replies = pipe.execute()
-            for user, latest, old in zip(users, replies[0::2], replies[1::2], strict=True):
+            for user, latest, stored in zip(users, replies[0::2], replies[1::2], strict=True):
+                history = {k.decode(): orjson.loads(v) for k, v in stored.items()}
                 entry = {"end": end_s, "score": raw[user].score, "clean_score": rounded_score(clean[user])}
-                old_score = orjson.loads(old)["score"] if old else 0
+                changed = history.get(wid) != entry
+                history[wid] = entry
                 new_latest = self._latest(wid, end_s, raw[user], clean[user], orjson.loads(latest) if latest else None,
-                                          old_score)
-                self._user_script(keys=[layout.user_history(user), layout.user_latest(user)],
-                                  args=[wid, orjson.dumps(entry), new_latest, config.retention_s,
-                                        end_s - 2 * config.influence.history_len * config.period_s], client=pipe)
+                                          history, changed)
+                keys = [layout.user_history(user), layout.user_latest(user)]
+                self._user_script(keys=keys, args=[wid, orjson.dumps(entry), new_latest, config.retention_s, cutoff_s],
+                                  client=pipe)
             pipe.execute()
 
     def _latest(self, wid: str, end_s: int, influence: UserInfluence, clean: float, latest: dict[str, Any] | None,
-                old_score: int) -> bytes:
+                history: dict[str, dict[str, Any]], changed: bool) -> bytes:
         """The new `latest` document, or b"" to keep the stored one (a newer window holds it and this
-        window's score did not change)."""
-        half_life = self.config.influence.half_life_s
+        window's entry did not change)."""
         if latest is not None and latest["end"] > end_s:
-            change = influence.score - old_score
-            if not change:
-                return b""
-            total = latest["decayed_sum"] + change * 2.0 ** (-(latest["end"] - end_s) / half_life)
-            return self._latest_json(latest, total)
-        if latest is None:
-            total = float(influence.score)
-        elif latest["end"] == end_s:  # this window again: an unchanged score leaves the sum bit for bit
-            total = latest["decayed_sum"] + (influence.score - old_score)
-        else:
-            total = decayed_sum(latest["decayed_sum"], latest["end"], end_s, half_life) + influence.score
+            return self._latest_json(latest, history) if changed else b""
         value = orjson.loads(influence.to_json(clean_score=clean, final=False))
         del value["final"]  # whether the window is final is the window's meta, not the user's
-        return self._latest_json({**value, "window": wid, "end": end_s}, total)
+        return self._latest_json({**value, "window": wid, "end": end_s}, history)
 
-    def _latest_json(self, value: dict[str, Any], total: float) -> bytes:
+    def _latest_json(self, value: dict[str, Any], history: dict[str, dict[str, Any]]) -> bytes:
         config = self.config
-        long_term = long_term_from_sum(total, config.period_s, config.influence.half_life_s)
-        return orjson.dumps({**value, "long_term": round(long_term, 2), "decayed_sum": total})
+        long_term = long_term_score([(e["end"], e["score"]) for e in history.values()], value["end"],
+                                    config.period_s, config.influence.half_life_s, config.influence.history_len)
+        return orjson.dumps({**value, "long_term": round(long_term, 2)})
 
 
 @dataclass(frozen=True)

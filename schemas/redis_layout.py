@@ -11,6 +11,7 @@ Curly braces are Redis Cluster hash tags: a window's keys share one slot.
 | `clout:v1:win:{<window>}:lb:received` | sorted set | member: user; score: interactions received |
 | `clout:v1:win:{<window>}:lb:engagers` | sorted set | member: user; score: distinct engagers |
 | `clout:v1:progress:{<group>}` | hash | pipeline bookkeeping for restarts (not for readers) |
+| `clout:v1:win:{<window>}:announced` | set | `<detector>:<user>` of the window's flags already announced (bookkeeping) |
 | `clout:v1:scored` | sorted set | windows with influence and flags written (on-time pane or later), scored by end; newest = the latest complete window |
 | `clout:v1:win:{<window>}:influence` | hash | field: user who received engagement; value: JSON influence (below); anyone else scores 1 |
 | `clout:v1:win:{<window>}:lb:score` | sorted set | member: user; score: influence score (1..100, unrounded) |
@@ -20,11 +21,11 @@ Curly braces are Redis Cluster hash tags: a window's keys share one slot.
 | `clout:v1:win:{<window>}:flagged` | sorted set | member: user; score: highest flag score in [0,1] |
 | `clout:v1:win:{<window>}:flagged:<detector>` | sorted set | the same, one detector |
 | `clout:v1:win:{<window>}:groups` | sorted set | member: coordination group id; score: number of members |
-| `clout:v1:user:{<user>}:latest` | string | JSON influence of the newest window the user received engagement in (no `final`), plus `window`, `end`, `long_term`, `decayed_sum` (its bookkeeping) |
-| `clout:v1:user:{<user>}:history` | hash | field: window id; value: JSON `{"end": s, "score": n, "clean_score": n}`; the last 2 x history_len periods |
+| `clout:v1:user:{<user>}:latest` | string | JSON influence of the newest window the user received engagement in (no `final`), plus `window`, `end`, `long_term` |
+| `clout:v1:user:{<user>}:history` | hash | field: window id; value: JSON `{"end": s, "score": n, "clean_score": n}`; the last history_len periods |
 | `clout:v1:user:{<user>}:flags` | hash | field: detector; value: JSON flag (below); TTL = flag TTL |
 | `clout:v1:group:{<group id>}` | string | JSON coordination group (below) |
-| `clout:v1:flags:stream` | stream | one entry per new flag, field `flag` = JSON flag; capped (MAXLEN ~) |
+| `clout:v1:flags:stream` | stream | one entry per flag of a final pane, once; field `flag` = JSON flag; capped (MAXLEN ~) |
 
 Activity JSON: `{"received": {kind: n}, "sent": {kind: n}, "engagers": n, "in": n, "out": n}`; only kinds
 with a non-zero count appear. Values are absolute: a later write of the same window replaces an
@@ -103,6 +104,9 @@ class KeyLayout:
 
     def group(self, group_id: str) -> str:
         return f"{self.root}:group:{{{group_id}}}"
+
+    def announced(self, window: str) -> str:
+        return f"{self.root}:win:{{{window}}}:announced"
 
     def flag_stream(self) -> str:
         return f"{self.root}:flags:stream"
