@@ -74,7 +74,7 @@ class WindowResults:
         self.config = config
         self.client = config.redis.connect()
         self._user_script = self.client.register_script(_USER_SCRIPT)
-        self._cache: dict[int, tuple[dict[str, UserInfluence], dict[str, float]]] = {}
+        self._cache: dict[int, tuple[dict[str, UserInfluence], dict[str, float], Findings]] = {}
         producer = KafkaProducer(**config.kafka, acks="all", linger_ms=20) if config.kafka is not None else None
         self.flag_writer = FlagWriter(self.client, config.layout, config.retention_s, producer, config.flags_topic)
         midas = shared(config.memo_token, lambda: EpochMidas(config.thresholds, config.shards))
@@ -83,20 +83,20 @@ class WindowResults:
     def __call__(self, pane: Pane) -> dict[str, int]:
         wid = window_id(pane.start_ms, pane.end_ms)
         cached = self._cache.pop(pane.start_ms, None)
-        if pane.changed or cached is None:
-            findings: Findings | None = self._findings(pane)
+        fresh = pane.changed or cached is None
+        if fresh:
+            findings = self._findings(pane)
             raw, clean = self._scores(pane, findings)
         else:  # a final pane with nothing new: the on-time pane's results stand, now final
-            findings, (raw, clean) = None, cached
+            raw, clean, findings = cached
         if not pane.final:
-            self._cache[pane.start_ms] = (raw, clean)
+            self._cache[pane.start_ms] = (raw, clean, findings)
         # Users who received nothing score the floor (1): they are left out, which readers take as 1.
         active = sorted(user for user, influence in raw.items() if influence.reach > 0)
         self._write_window(wid, pane, active, raw, clean)
-        if findings is None:
-            return {"users": len(raw), "active": len(active), "flags": 0, "new_flags": 0}
-        self._write_users(wid, pane.end_ms // 1000, active, raw, clean)
-        new = self.flag_writer.write(wid, findings, pane.final)
+        if fresh:  # users' documents are as the on-time pane wrote them unless something changed
+            self._write_users(wid, pane.end_ms // 1000, active, raw, clean)
+        new = self.flag_writer.write(wid, findings, pane.final)  # a final pane announces the flags
         return {"users": len(raw), "active": len(active), "flags": len(findings.flags), "new_flags": len(new)}
 
     def close(self) -> None:
