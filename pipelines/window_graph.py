@@ -128,6 +128,11 @@ class AnalyseWindows(beam.DoFn):
     def setup(self) -> None:
         self.analyse = self.analyse_factory()
 
+    def teardown(self) -> None:
+        close = getattr(getattr(self, "analyse", None), "close", None)
+        if close is not None:
+            close()  # the analysis's Redis and Kafka clients
+
     def process(self, element: tuple[str, Chunk], due: Any = beam.DoFn.TimerParam(DUE),
                 bag0: Any = beam.DoFn.StateParam(BAG0), bag1: Any = beam.DoFn.StateParam(BAG1),
                 bag2: Any = beam.DoFn.StateParam(BAG2), bag3: Any = beam.DoFn.StateParam(BAG3)) -> Iterator[None]:
