@@ -150,7 +150,8 @@ def layout_key_shapes(layout: KeyLayout) -> re.Pattern[str]:
     detector, platform = "(?:burst|bot|lockstep|microcluster)", r"[A-Za-z0-9_.\-]{1,64}"
     metric = "(?:received|engagers|score|clean)"
     marks = {"\x01": window, "\x02": name, "\x03": detector, "\x04": platform, "\x05": metric}
-    shapes = [layout.windows(), layout.activity("\x01"), layout.leaderboard("\x01", "\x05"), layout.influence("\x01"),
+    shapes = [layout.windows(), layout.scored_windows(), layout.activity("\x01"), layout.leaderboard("\x01", "\x05"),
+              layout.influence("\x01"),
               layout.score_board("\x01", "\x04"), layout.window_meta("\x01"), layout.flagged("\x01"),
               layout.flagged("\x01", "\x03"), layout.groups("\x01"), layout.user_latest("\x02"),
               layout.user_history("\x02"), layout.user_flags("\x02"), layout.group("\x02"), layout.flag_stream()]
