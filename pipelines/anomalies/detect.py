@@ -143,7 +143,7 @@ class WindowDetectors:
         history = {}
         for user in users:
             volumes = [Volume(r[user], s[user]) for r, s in past]
-            if any(volumes):
+            if any(v.received or v.sent for v in volumes):  # missing users count 0 all along
                 history[user] = volumes
         current = {u: Volume(received[u], sent[u]) for u in users}
         return detect_bursts(current, history, windows_back, window, self.thresholds.burst)
