@@ -7,6 +7,7 @@ it. Keys come only from `KeyLayout`, after the ids passed `validation`; ids read
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import orjson
@@ -210,12 +211,10 @@ def leaderboard(layout: KeyLayout, window_ref: str, board: str = "score", platfo
     check_page(offset, limit)
     if platform and board != "score":
         raise InvalidInput("platform", "only the score board is kept per platform")
-    window_id = yield from resolve_window(layout, window_ref)
-    key = layout.score_board(window_id, platform) if board == "score" else layout.leaderboard(window_id, board)
-    end, meta, ranked, total = yield [*window_header(layout, window_id),
-                                      cmd("zrevrange", key, offset, offset + limit - 1, withscores=True),
-                                      cmd("zcard", key)]
-    info = window_info(window_id, end, meta)
+    window_id, info, ranked, total = yield from _ranked_page(
+        layout, window_ref,
+        lambda w: layout.score_board(w, platform) if board == "score" else layout.leaderboard(w, board),
+        offset, limit)
     entries = (yield from _board_entries(layout, window_id, ranked, offset)) if ranked else []
     return Leaderboard(window=info, board=board, platform=platform,
                        page=Page(offset=offset, limit=limit, total=total), entries=entries)
@@ -256,12 +255,8 @@ def flagged(layout: KeyLayout, window_ref: str, detector: str | None = None, off
     """
     check_choice(detector, DETECTORS, "detector")
     check_page(offset, limit)
-    window_id = yield from resolve_window(layout, window_ref)
-    key = layout.flagged(window_id, detector)
-    end, meta, ranked, total = yield [*window_header(layout, window_id),
-                                      cmd("zrevrange", key, offset, offset + limit - 1, withscores=True),
-                                      cmd("zcard", key)]
-    info = window_info(window_id, end, meta)
+    window_id, info, ranked, total = yield from _ranked_page(
+        layout, window_ref, lambda w: layout.flagged(w, detector), offset, limit)
     safe = [u for u, _ in ranked if _is_safe_id(u)]
     replies = (yield [cmd("hgetall", layout.user_flags(u)) for u in safe]) if safe else []
     stored = dict(zip(safe, replies, strict=True))
@@ -269,6 +264,17 @@ def flagged(layout: KeyLayout, window_ref: str, detector: str | None = None, off
                for u, score in ranked]
     return FlaggedList(window=info, detector=detector, page=Page(offset=offset, limit=limit, total=total),
                        entries=entries)
+
+
+def _ranked_page(layout: KeyLayout, window_ref: str, key_of: Callable[[str], str], offset: int,
+                 limit: int) -> Plan[tuple[str, WindowInfo, list[tuple[str, float]], int]]:
+    """(window id, its info, one page of a per-window sorted set, the set's size): one round trip."""
+    window_id = yield from resolve_window(layout, window_ref)
+    key = key_of(window_id)
+    end, meta, ranked, total = yield [*window_header(layout, window_id),
+                                      cmd("zrevrange", key, offset, offset + limit - 1, withscores=True),
+                                      cmd("zcard", key)]
+    return window_id, window_info(window_id, end, meta), ranked, total
 
 
 def _window_flags(user_id: str, stored: dict[str, str], window_id: str, detector: str | None) -> list[Flag]:
@@ -279,12 +285,7 @@ def _window_flags(user_id: str, stored: dict[str, str], window_id: str, detector
 def groups(layout: KeyLayout, window_ref: str, offset: int = 0, limit: int = 20) -> Plan[GroupList]:
     """A window's coordination groups, largest first, each with its record."""
     check_page(offset, limit)
-    window_id = yield from resolve_window(layout, window_ref)
-    key = layout.groups(window_id)
-    end, meta, ranked, total = yield [*window_header(layout, window_id),
-                                      cmd("zrevrange", key, offset, offset + limit - 1, withscores=True),
-                                      cmd("zcard", key)]
-    info = window_info(window_id, end, meta)
+    _, info, ranked, total = yield from _ranked_page(layout, window_ref, layout.groups, offset, limit)
     safe = [g for g, _ in ranked if _is_safe_id(g)]
     records = (yield [cmd("get", layout.group(g)) for g in safe]) if safe else []
     stored = dict(zip(safe, records, strict=True))
