@@ -1,8 +1,9 @@
 """Keep each window's running totals and write them to Redis: absolute values, window-versioned keys.
 
-Keyed by (window start, shard), this stateful step adds each delta to the window's totals and writes
-the new absolute figures of the users the delta touched at once, so Redis is fresh while the window
-is open.
+Keyed by (window start, shard), this stateful step adds each delta to the window's totals and, at
+the end of the bundle, writes the new absolute figures of every user the bundle's deltas touched:
+Redis is fresh while the window is open, and a user touched by many deltas of a bundle is written
+once, in one pipelined round trip for the whole bundle.
 
 Lateness is decided at the source (events beyond the allowed lateness are dead-lettered there), so
 every delta that reaches this step counts. An event-time timer at the window's end + lateness only
@@ -92,6 +93,10 @@ class AccumulateAndWrite(beam.DoFn):
         self.client = self.target.connect()
         self.memo_lock, self.memo = shared(self.memo_token, lambda: (threading.Lock(), Memo()))
         self.reported_ends: set[int] = set()
+        self.touched: dict[WindowShard, tuple[ActivityByUser, set[str]]] = {}
+
+    def start_bundle(self) -> None:
+        self.touched = {}
 
     def process(self, element: tuple[WindowShard, Delta], deltas: Any = beam.DoFn.StateParam(DELTAS),
                 closed: Any = beam.DoFn.StateParam(CLOSED), close: Any = beam.DoFn.TimerParam(CLOSE)) -> Iterator[int]:
@@ -106,7 +111,7 @@ class AccumulateAndWrite(beam.DoFn):
             if window_totals is None:
                 self.late_dropped.inc()
                 return
-            self._write(window_id(start_ms, end_ms), end_ms, {u: window_totals[u] for u in delta})
+            self.touched.setdefault(key, (window_totals, set()))[1].update(delta)
         close.set(Timestamp(micros=(end_ms + self.lateness_ms) * 1000))
         if end_ms not in self.reported_ends:  # progress needs each window end once, not once per delta
             self.reported_ends.add(end_ms)
@@ -152,25 +157,42 @@ class AccumulateAndWrite(beam.DoFn):
             self.memo.popitem(last=False)
         return memo[1]
 
+    def finish_bundle(self) -> None:
+        """Writes the touched users' current totals; the bundle (and the window ends it emitted for
+        progress) is not done until they are in Redis."""
+        if not self.touched:
+            return
+        with self.memo_lock:  # current totals, written under the lock: never an older total after a newer one
+            by_window: dict[int, ActivityByUser] = {}
+            for key, (totals, users) in self.touched.items():
+                memo = self.memo.get(key)
+                current = memo[1] if memo is not None else totals
+                by_window.setdefault(key[0], {}).update({user: current[user] for user in users})
+            self._write(by_window)
+        self.touched = {}
+
     def teardown(self) -> None:
         client = getattr(self, "client", None)
         if client is not None:
             client.close()
 
-    def _write(self, wid: str, end_ms: int, users: ActivityByUser) -> None:
-        """One pipelined round trip per delta, made while the memo lock is held: a newer total of a
-        user can never be overwritten by an older one still waiting in another bundle's buffer."""
+    def _write(self, by_window: dict[int, ActivityByUser]) -> None:
+        """One pipelined round trip for every window the bundle touched."""
         layout, pipe, ttl = self.layout, self.client.pipeline(transaction=False), self.retention_s
-        activity_key = layout.activity(wid)
-        received_key, engagers_key = layout.leaderboard(wid, "received"), layout.leaderboard(wid, "engagers")
-        pipe.hset(activity_key, mapping={user: activity_json(a) for user, a in users.items()})
-        pipe.zadd(received_key, {user: sum(a[:SENT]) for user, a in users.items()})
-        pipe.zadd(engagers_key, {user: len(a[ENGAGERS]) for user, a in users.items()})
-        pipe.zadd(layout.windows(), {wid: end_ms // 1000})
-        for key in (activity_key, received_key, engagers_key, layout.windows()):
-            pipe.expire(key, ttl)
+        for start_ms, users in by_window.items():
+            end_ms = start_ms + self.size_ms
+            wid = window_id(start_ms, end_ms)
+            activity_key = layout.activity(wid)
+            received_key, engagers_key = layout.leaderboard(wid, "received"), layout.leaderboard(wid, "engagers")
+            pipe.hset(activity_key, mapping={user: activity_json(a) for user, a in users.items()})
+            pipe.zadd(received_key, {user: sum(a[:SENT]) for user, a in users.items()})
+            pipe.zadd(engagers_key, {user: len(a[ENGAGERS]) for user, a in users.items()})
+            pipe.zadd(layout.windows(), {wid: end_ms // 1000})
+            for key in (activity_key, received_key, engagers_key):
+                pipe.expire(key, ttl)
+            self.users_written.inc(len(users))
+        pipe.expire(layout.windows(), ttl)
         pipe.execute()
-        self.users_written.inc(len(users))
 
 
 class WriteWindowTotals(beam.PTransform):

@@ -7,7 +7,9 @@ values (absolute sets, never increments). The layout is `schemas/redis_layout.py
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +50,45 @@ return 1
 """
 
 
+History = dict[str, dict[str, Any]]  # window id -> {"end", "score", "clean_score"}
+
+
+class UserDocs:
+    """The users' documents (history and `latest`) as this process last wrote them, so a pane does
+    not read back what the pipeline itself wrote: the graph step is the only writer of these keys.
+
+    The copy is used only while this process is the last writer: each pane first checks the
+    `users:writer` key (one GET) and, when another process wrote since (a runner moved the graph
+    key, a restart), forgets everything and reads users from Redis again. Entries older than half
+    the retention are re-read too, since their keys may have expired. Bounded, oldest out first.
+    """
+
+    MAX_USERS = 200_000
+
+    def __init__(self, retention_s: int) -> None:
+        self.token = uuid.uuid4().hex
+        self.fresh_s = retention_s / 2
+        self._docs: OrderedDict[str, tuple[float, History, dict[str, Any] | None]] = OrderedDict()
+
+    def claim(self, client: Any, key: str, ttl: int) -> None:
+        """Become the last writer; forget the copy if another process wrote after this one."""
+        if client.get(key) != self.token.encode():
+            self._docs.clear()
+            client.set(key, self.token, ex=ttl)
+
+    def get(self, user: str) -> tuple[History, dict[str, Any] | None] | None:
+        doc = self._docs.get(user)
+        if doc is None or time.monotonic() - doc[0] > self.fresh_s:
+            return None
+        return doc[1], doc[2]
+
+    def put(self, user: str, history: History, latest: dict[str, Any] | None) -> None:
+        self._docs[user] = (time.monotonic(), history, latest)
+        self._docs.move_to_end(user)
+        while len(self._docs) > self.MAX_USERS:
+            self._docs.popitem(last=False)
+
+
 @dataclass(frozen=True)
 class ResultsConfig:
     redis: RedisTarget
@@ -78,6 +119,7 @@ class WindowResults:
         producer = KafkaProducer(**config.kafka, acks="all", linger_ms=20) if config.kafka is not None else None
         self.flag_writer = FlagWriter(self.client, config.layout, config.retention_s, producer, config.flags_topic)
         midas = shared(config.memo_token, lambda: EpochMidas(config.thresholds, config.shards))
+        self.user_docs = shared((config.memo_token, "users"), lambda: UserDocs(config.retention_s))
         self.detectors = WindowDetectors(config.thresholds, config.policy, midas)
 
     def __call__(self, pane: Pane) -> dict[str, int]:
@@ -154,25 +196,48 @@ class WindowResults:
         restart's replay, a final pane with data the on-time pane missed) rewrites its entry and,
         if its score changed, the long-term score of the newer `latest`. In windows where a user
         received nothing their score is the floor, which the long-term score counts as absent."""
-        layout, config = self.config.layout, self.config
+        layout, config, docs = self.config.layout, self.config, self.user_docs
         cutoff_s = end_s - config.influence.history_len * config.period_s
+        docs.claim(self.client, layout.users_writer(), config.retention_s)
         for users in _chunks(active):
+            stored = self._stored_docs(users)
             pipe = self.client.pipeline(transaction=False)
+            written = []
             for user in users:
-                pipe.get(layout.user_latest(user))
-                pipe.hgetall(layout.user_history(user))
-            replies = pipe.execute()
-            for user, latest, stored in zip(users, replies[0::2], replies[1::2], strict=True):
-                history = {k.decode(): orjson.loads(v) for k, v in stored.items()}
+                history, latest = stored[user]
                 entry = {"end": end_s, "score": raw[user].score, "clean_score": rounded_score(clean[user])}
                 changed = history.get(wid) != entry
-                history[wid] = entry
-                new_latest = self._latest(wid, end_s, raw[user], clean[user], orjson.loads(latest) if latest else None,
-                                          history, changed)
+                history = {**history, wid: entry}
+                new_latest = self._latest(wid, end_s, raw[user], clean[user], latest, history, changed)
                 keys = [layout.user_history(user), layout.user_latest(user)]
                 self._user_script(keys=keys, args=[wid, orjson.dumps(entry), new_latest, config.retention_s, cutoff_s],
                                   client=pipe)
+                kept = {w: e for w, e in history.items() if e["end"] > cutoff_s}
+                written.append((user, kept, orjson.loads(new_latest) if new_latest else latest))
             pipe.execute()
+            for user, history, latest in written:  # only once Redis holds them
+                docs.put(user, history, latest)
+
+    def _stored_docs(self, users: list[str]) -> dict[str, tuple[History, dict[str, Any] | None]]:
+        """Each user's history and `latest` as stored: this process's copy, else read from Redis."""
+        found: dict[str, tuple[History, dict[str, Any] | None]] = {}
+        missing = []
+        for user in users:
+            doc = self.user_docs.get(user)
+            if doc is None:
+                missing.append(user)
+            else:
+                found[user] = doc
+        if missing:
+            pipe = self.client.pipeline(transaction=False)
+            for user in missing:
+                pipe.get(self.config.layout.user_latest(user))
+                pipe.hgetall(self.config.layout.user_history(user))
+            replies = pipe.execute()
+            for user, latest, stored in zip(missing, replies[0::2], replies[1::2], strict=True):
+                history = {k.decode(): orjson.loads(v) for k, v in stored.items()}
+                found[user] = (history, orjson.loads(latest) if latest else None)
+        return found
 
     def _latest(self, wid: str, end_s: int, influence: UserInfluence, clean: float, latest: dict[str, Any] | None,
                 history: dict[str, dict[str, Any]], changed: bool) -> bytes:
