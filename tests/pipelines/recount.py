@@ -125,7 +125,7 @@ def snapshot(client: redis.Redis, prefix: str) -> dict[str, object]:
     for key in client.scan_iter(match=f"{prefix}:*", count=10_000):
         name = key.decode()[len(prefix):]
         kind = client.type(key).decode()
-        if ":progress:" in name:
+        if ":progress:" in name or name.endswith(":users:writer"):  # bookkeeping: names a group or a process
             continue
         if kind == "hash":
             out[name] = client.hgetall(key)
