@@ -9,13 +9,14 @@ reasons: docs/influence.md.
 
 from __future__ import annotations
 
+import functools
 import gc
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -111,13 +112,17 @@ class UserInfluence:
 
     def to_json(self, clean_score: float | None, final: bool) -> bytes:
         """The Influence JSON of schemas/redis_layout.py; fractions rounded for display, PageRank exact."""
-        return orjson.dumps({
+        return orjson.dumps({**self.to_dict(clean_score), "final": final})
+
+    def to_dict(self, clean_score: float | None) -> dict[str, Any]:
+        """The Influence JSON's fields but `final` (a user's `latest` has none)."""
+        return {
             "score": self.score, "reach": self.reach, "amplification": round(self.amplification, 4),
             "network": self.network,
             "parts": {name: round(value, 4) for name, value in self.parts._asdict().items()},
             "rank": self.rank, "percentile": round(self.percentile, 2), "platform": self.platform,
-            "clean_score": None if clean_score is None else rounded_score(clean_score), "final": final,
-        })
+            "clean_score": None if clean_score is None else rounded_score(clean_score),
+        }
 
 
 def rounded_score(raw: float) -> int:
@@ -421,7 +426,13 @@ def long_term_score(history: Iterable[tuple[int, float]], now_end_s: int, period
     horizon = history_len * period_s
     by_end = {end: score for end, score in history if 0 <= now_end_s - end < horizon}
     total = math.fsum(by_end[end] * 2.0 ** (-(now_end_s - end) / half_life_s) for end in sorted(by_end))
-    return total / math.fsum(2.0 ** (-k * period_s / half_life_s) for k in range(history_len))
+    return total / _full_weight(period_s, half_life_s, history_len)
+
+
+@functools.lru_cache(maxsize=16)
+def _full_weight(period_s: int, half_life_s: int, history_len: int) -> float:
+    """The weight of a history with every window present (the long-term score's denominator)."""
+    return math.fsum(2.0 ** (-k * period_s / half_life_s) for k in range(history_len))
 
 
 __all__ = ["AMPLIFYING_KINDS", "DEFAULT_KIND_WEIGHTS", "InfluenceConfig", "Parts", "UserInfluence",

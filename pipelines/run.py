@@ -9,12 +9,14 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineResult, PipelineState
 from kafka import KafkaConsumer, TopicPartition
+from redis.exceptions import RedisError
 
 from clout.pipelines.aggregates import EngagementCounts
 from clout.pipelines.anomalies.config import Thresholds
@@ -145,6 +147,7 @@ class _LagReporter(threading.Thread):
         self.interval = interval
         self._stop_event = threading.Event()
         self._admin_client: dict[str, Any] = settings.kafka_client_config()
+        self._redis = RedisTarget.from_settings(settings).connect()
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -160,8 +163,25 @@ class _LagReporter(threading.Thread):
                 end = sum(consumer.end_offsets(partitions).values())
                 now = time.monotonic()
                 rate = 0.0 if last is None else (done - last) / (now - last_time)
-                print(f"clout run: committed {done:,} of {end:,} records (lag {end - done:,}, {rate:,.0f} records/s)",
-                      file=sys.stderr, flush=True)
+                print(f"clout run: committed {done:,} of {end:,} records (lag {end - done:,}, {rate:,.0f} records/s); "
+                      f"{self._results()}", file=sys.stderr, flush=True)
                 last, last_time = done, now
         finally:
             consumer.close()
+            self._redis.close()
+
+    def _results(self) -> str:
+        """How far the results are: records are committed when read, before their windows are written."""
+        layout = KeyLayout(self.settings.key_prefix)
+        try:
+            scored = self._redis.zrange(layout.scored_windows(), -1, -1, withscores=True)
+            sealed = self._redis.hget(layout.progress(self.settings.group), "sealed_ms")
+        except RedisError as error:
+            return f"Redis unavailable ({type(error).__name__})"
+        newest = _utc(int(scored[0][1]) * 1000) if scored else "none yet"
+        final = _utc(int(sealed)) if sealed else "none yet"
+        return f"newest scored window ends {newest}, results final up to {final}"
+
+
+def _utc(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -35,6 +35,7 @@ from clout.pipelines.worker_memory import shared
 from clout.schemas.redis_layout import KeyLayout
 
 _CHUNK = 5_000  # users per pipelined round trip
+_PRUNE_SLACK = 8  # history entries the copy may hold beyond the history length before it prunes
 # KEYS: history, latest. ARGV: window id, history entry, latest JSON ('' keeps the stored one), ttl, and the
 # cutoff: entries of windows ending at or before it are dropped (a window id ends with its end, in epoch s).
 _USER_SCRIPT = """
@@ -73,8 +74,11 @@ class UserDocs:
     def claim(self, client: Any, key: str, ttl: int) -> None:
         """Become the last writer; forget the copy if another process wrote after this one."""
         if client.get(key) != self.token.encode():
-            self._docs.clear()
+            self.forget()
             client.set(key, self.token, ex=ttl)
+
+    def forget(self) -> None:
+        self._docs.clear()
 
     def get(self, user: str) -> tuple[History, dict[str, Any] | None] | None:
         doc = self._docs.get(user)
@@ -200,23 +204,35 @@ class WindowResults:
         cutoff_s = end_s - config.influence.history_len * config.period_s
         docs.claim(self.client, layout.users_writer(), config.retention_s)
         for users in _chunks(active):
-            stored = self._stored_docs(users)
-            pipe = self.client.pipeline(transaction=False)
-            written = []
-            for user in users:
-                history, latest = stored[user]
-                entry = {"end": end_s, "score": raw[user].score, "clean_score": rounded_score(clean[user])}
-                changed = history.get(wid) != entry
-                history = {**history, wid: entry}
-                new_latest = self._latest(wid, end_s, raw[user], clean[user], latest, history, changed)
-                keys = [layout.user_history(user), layout.user_latest(user)]
-                self._user_script(keys=keys, args=[wid, orjson.dumps(entry), new_latest, config.retention_s, cutoff_s],
-                                  client=pipe)
-                kept = {w: e for w, e in history.items() if e["end"] > cutoff_s}
-                written.append((user, kept, orjson.loads(new_latest) if new_latest else latest))
-            pipe.execute()
+            try:
+                written = self._write_chunk(wid, end_s, cutoff_s, users, raw, clean)
+            except BaseException:
+                docs.forget()  # the copy may be ahead of Redis (entries are set in place): Redis is the truth again
+                raise
             for user, history, latest in written:  # only once Redis holds them
                 docs.put(user, history, latest)
+
+    def _write_chunk(self, wid: str, end_s: int, cutoff_s: int, users: list[str], raw: dict[str, UserInfluence],
+                     clean: dict[str, float]) -> list[tuple[str, History, dict[str, Any] | None]]:
+        """One script call per user, in one round trip; returns the documents as now stored."""
+        layout, config = self.config.layout, self.config
+        stored = self._stored_docs(users)
+        pipe = self.client.pipeline(transaction=False)
+        written = []
+        for user in users:
+            history, latest = stored[user]
+            entry = {"end": end_s, "score": raw[user].score, "clean_score": rounded_score(clean[user])}
+            changed = history.get(wid) != entry
+            history[wid] = entry
+            new_latest = self._latest(wid, end_s, raw[user], clean[user], latest, history, changed)
+            keys = [layout.user_history(user), layout.user_latest(user)]
+            latest_json = b"" if new_latest is None else orjson.dumps(new_latest)
+            self._user_script(keys=keys, args=[wid, orjson.dumps(entry), latest_json, config.retention_s, cutoff_s],
+                              client=pipe)
+            written.append((user, _pruned(history, cutoff_s, config.influence.history_len),
+                            latest if new_latest is None else new_latest))
+        pipe.execute()
+        return written
 
     def _stored_docs(self, users: list[str]) -> dict[str, tuple[History, dict[str, Any] | None]]:
         """Each user's history and `latest` as stored: this process's copy, else read from Redis."""
@@ -240,20 +256,18 @@ class WindowResults:
         return found
 
     def _latest(self, wid: str, end_s: int, influence: UserInfluence, clean: float, latest: dict[str, Any] | None,
-                history: dict[str, dict[str, Any]], changed: bool) -> bytes:
-        """The new `latest` document, or b"" to keep the stored one (a newer window holds it and this
-        window's entry did not change)."""
+                history: History, changed: bool) -> dict[str, Any] | None:
+        """The new `latest` document, or None to keep the stored one (a newer window holds it and this
+        window's entry did not change). Whether the window is final is the window's meta, not the user's."""
         if latest is not None and latest["end"] > end_s:
-            return self._latest_json(latest, history) if changed else b""
-        value = orjson.loads(influence.to_json(clean_score=clean, final=False))
-        del value["final"]  # whether the window is final is the window's meta, not the user's
-        return self._latest_json({**value, "window": wid, "end": end_s}, history)
+            return self._with_long_term(latest, history) if changed else None
+        return self._with_long_term({**influence.to_dict(clean), "window": wid, "end": end_s}, history)
 
-    def _latest_json(self, value: dict[str, Any], history: dict[str, dict[str, Any]]) -> bytes:
+    def _with_long_term(self, value: dict[str, Any], history: History) -> dict[str, Any]:
         config = self.config
         long_term = long_term_score([(e["end"], e["score"]) for e in history.values()], value["end"],
                                     config.period_s, config.influence.half_life_s, config.influence.history_len)
-        return orjson.dumps({**value, "long_term": round(long_term, 2)})
+        return {**value, "long_term": round(long_term, 2)}
 
 
 @dataclass(frozen=True)
@@ -264,6 +278,16 @@ class WindowResultsFactory:
 
     def __call__(self) -> WindowResults:
         return WindowResults(self.config)
+
+
+def _pruned(history: History, cutoff_s: int, history_len: int) -> History:
+    """The script drops entries ending at or before the cutoff on every write; the copy drops them
+    once it holds a few more than the history's length. Older entries are outside the long-term
+    score's horizon (it is taken at the user's newest window, never before this cutoff), so they
+    change nothing."""
+    if len(history) <= history_len + _PRUNE_SLACK:
+        return history
+    return {w: e for w, e in history.items() if e["end"] > cutoff_s}
 
 
 def _chunks(users: list[str]) -> Iterable[list[str]]:
