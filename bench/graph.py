@@ -1,4 +1,4 @@
-"""Window graph benchmark: influence of one window (clout.pipelines.influence) on synthetic heavy-tailed graphs.
+"""Window graph benchmark: influence of one window (clout.influence.scores) on synthetic heavy-tailed graphs.
 
 Run from the repository root:  .venv/bin/python bench/graph.py [--sizes 100000,300000,1000000] [--repeat 3]
 
@@ -27,8 +27,9 @@ from operator import itemgetter
 import numpy as np
 from scipy import sparse
 
-from clout.pipelines.decode import KIND_ORDER, Event
-from clout.pipelines.influence import InfluenceConfig, pagerank, window_influence
+from clout.influence.scores import InfluenceConfig, pagerank, window_influence
+from clout.model.events import Event
+from clout.model.kinds import KIND_ORDER
 
 TARGET_S, TARGET_EDGES = 10.0, 1_000_000
 KIND_SHARES = {"repost": 0.45, "mention": 0.2, "reply": 0.1, "like": 0.15, "quote": 0.05, "follow": 0.03,

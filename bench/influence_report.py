@@ -6,7 +6,7 @@ Cha, Haddadi, Benevenuto and Gummadi ("Measuring User Influence in Twitter: The 
 Fallacy", ICWSM 2010) ranked users by followers, retweets received and mentions received and found
 the rankings only loosely related. This asks the same of the Higgs Twitter week (SNAP; RT = repost,
 MT = mention, RE = reply), in one graph for the whole week and one per UTC day, with our score
-(clout.pipelines.influence.window_influence) beside the simple counts:
+(clout.influence.scores.window_influence) beside the simple counts:
 - reach: distinct engagers (our stand-in for followers: the stream has no follow graph);
 - reposts received, mentions received (self-interactions left out, as everywhere in influence);
 - network: the PageRank part alone; score: the 1..100 score (unrounded, so ties are rare).
@@ -29,8 +29,9 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
-from clout.pipelines.decode import KIND_INDEX, Event
-from clout.pipelines.influence import InfluenceConfig, UserInfluence, window_influence
+from clout.influence.scores import InfluenceConfig, UserInfluence, window_influence
+from clout.model.events import Event
+from clout.model.kinds import KIND_INDEX
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("CLOUT_DATA_DIR", REPO.parent / "shared" / "data"))

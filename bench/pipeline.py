@@ -43,15 +43,15 @@ import redis
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
-from clout import stack
 from clout.connectors.file import read_source
 from clout.connectors.publisher import Publisher
 from clout.connectors.replay import replay
 from clout.connectors.topics import create_topics
+from clout.local import stack
 from clout.progress import RateReporter
 from clout.schemas import InteractionEvent
-from clout.schemas.redis_layout import KeyLayout
 from clout.settings import Settings, load_settings
+from clout.store.layout import KeyLayout
 
 REPO = Path(__file__).resolve().parent.parent
 CLOUT = Path(sys.executable).parent / "clout"  # the venv's console script, as a user runs it
@@ -440,7 +440,7 @@ def _window_counts(values: list[bytes]) -> int:
 
 
 def _activity_value(n: int) -> bytes:
-    """About 150 bytes, shaped like the sink's activity JSON (schemas/redis_layout.py)."""
+    """About 150 bytes, shaped like the sink's activity JSON (clout/store/layout.py)."""
     return orjson.dumps({"received": {"like": n % 9, "mention": n % 7, "quote": n % 2, "reply": n % 3,
                                       "repost": 10 + n % 90},
                          "sent": {"like": n % 4, "mention": n % 5, "reply": n % 2, "repost": 1 + n % 40},

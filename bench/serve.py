@@ -40,8 +40,8 @@ import httpx
 import redis
 import redis.asyncio
 
-from clout import stack
-from clout.schemas.redis_layout import KeyLayout
+from clout.local import stack
+from clout.store.layout import KeyLayout
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests" / "serving"))

@@ -95,7 +95,7 @@ def _add_stack(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 
 def _stack(args: argparse.Namespace, settings: Settings) -> int:
-    from clout import stack
+    from clout.local import stack
 
     def say(line: str) -> None:
         print(line, file=sys.stderr)
@@ -244,7 +244,7 @@ def _add_demo(commands: argparse._SubParsersAction, common: argparse.ArgumentPar
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
-    from clout.demo import DemoOptions, run_demo
+    from clout.local.demo import DemoOptions, run_demo
 
     options = DemoOptions(users=args.users, events=args.events, speed=args.speed, port=args.port,
                           linger_s=args.linger)

@@ -28,13 +28,12 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import rankdata
 
-from clout.connectors.synthetic import SyntheticConfig, SyntheticStream
-from clout.pipelines.anomalies.bots import ActorHistory, bot_scores
-from clout.pipelines.anomalies.burst import Volume, burst_scores, burst_strength
-from clout.pipelines.anomalies.config import Thresholds
-from clout.pipelines.anomalies.flag import Group
-from clout.pipelines.anomalies.lockstep import LockstepResult, find_lockstep, recurrences, window_span
-from clout.pipelines.anomalies.microclusters import (
+from clout.anomalies.bots import ActorHistory, bot_scores
+from clout.anomalies.burst import Volume, burst_scores, burst_strength
+from clout.anomalies.config import Thresholds
+from clout.anomalies.flag import Group
+from clout.anomalies.lockstep import LockstepResult, find_lockstep, recurrences, window_span
+from clout.anomalies.microclusters import (
     EdgeScore,
     MidasR,
     account_key,
@@ -42,9 +41,10 @@ from clout.pipelines.anomalies.microclusters import (
     shard_of,
     target_strength,
 )
-from clout.pipelines.decode import KIND_INDEX, Event
+from clout.connectors.synthetic import SyntheticConfig, SyntheticStream
+from clout.model.events import Event
+from clout.model.kinds import KIND_INDEX
 
-ROOT = Path(__file__).resolve().parent.parent
 HIGGS_KINDS = {"RT": KIND_INDEX["repost"], "MT": KIND_INDEX["mention"], "RE": KIND_INDEX["reply"]}
 HIGGS_WEEK_START_MS = 1_341_100_800_000  # 2012-07-01 00:00 UTC
 BURST_PREFILTER = 3  # accounts with fewer interactions in a window keep a burst score of 0 there
@@ -55,7 +55,8 @@ Say = Callable[[str], None]
 
 
 def data_dir() -> Path:
-    return Path(os.environ.get("CLOUT_DATA_DIR", ROOT.parent / "shared" / "data"))
+    """CLOUT_DATA_DIR, else `../shared/data` from where the command runs (a project checkout's layout)."""
+    return Path(os.environ.get("CLOUT_DATA_DIR", Path.cwd().parent / "shared" / "data"))
 
 
 def load_higgs(path: Path) -> list[Event]:

@@ -67,7 +67,7 @@ class Settings:
     redis_password: Secret | None = None
     key_prefix: str = "clout"
     retention_seconds: int = 7 * 24 * 3600
-    # Local stack (deploy/local)
+    # Local stack (clout/local)
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
     redis_port: int = 6379

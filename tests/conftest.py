@@ -19,11 +19,13 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("CLOUT_DATA_DIR", ROOT.parent / "shared" / "data"))
 HIGGS = DATA / "higgs-twitter" / "higgs-activity_time.txt.gz"
 
-TEST_PORTS = {"kafka_port": 29092, "kafka_controller_port": 29093, "redis_port": 26379}
+# CLOUT_TEST_PORT_OFFSET moves the whole test stack, so two checkouts can run their tests side by side.
+_OFFSET = int(os.environ.get("CLOUT_TEST_PORT_OFFSET", "0"))
+TEST_PORTS = {"kafka_port": 29092 + _OFFSET, "kafka_controller_port": 29093 + _OFFSET, "redis_port": 26379 + _OFFSET}
 os.environ.setdefault("CLOUT_KAFKA_BOOTSTRAP", f"127.0.0.1:{TEST_PORTS['kafka_port']}")
 os.environ.setdefault("CLOUT_REDIS_URL", f"redis://127.0.0.1:{TEST_PORTS['redis_port']}/0")
 
-from clout import stack  # noqa: E402
+from clout.local import stack  # noqa: E402
 from clout.settings import Settings, load_settings  # noqa: E402
 
 

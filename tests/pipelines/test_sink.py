@@ -12,12 +12,12 @@ from apache_beam.testing.test_stream import TestStream
 from apache_beam.testing.util import assert_that
 from apache_beam.transforms.window import TimestampedValue
 
+from clout.model.windows import WindowPolicy
 from clout.pipelines.aggregates import new_activity
-from clout.pipelines.redis_client import RedisTarget
 from clout.pipelines.sink import WriteWindowTotals
-from clout.pipelines.windows import WindowPolicy
-from clout.schemas.redis_layout import KeyLayout
 from clout.settings import Settings
+from clout.store.client import RedisTarget
+from clout.store.layout import KeyLayout
 
 pytestmark = pytest.mark.servers
 POLICY = WindowPolicy(size_s=3600, period_s=900, lateness_s=600)

@@ -13,9 +13,11 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.test_stream import TestStream
 from apache_beam.transforms.window import TimestampedValue
 
-from clout.pipelines.decode import Event, EventBatch
-from clout.pipelines.window_graph import Pane, WindowGraphs
-from clout.pipelines.windows import WindowPolicy
+from clout.model.events import Event
+from clout.model.panes import Pane
+from clout.model.windows import WindowPolicy
+from clout.pipelines.decode import EventBatch
+from clout.pipelines.window_graph import WindowGraphs
 from clout.pipelines.worker_memory import shared
 
 POLICY = WindowPolicy(size_s=3600, period_s=900, lateness_s=600)

@@ -11,9 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from recount import recount
 
+from clout.model.events import Event
+from clout.model.kinds import KIND_ORDER
+from clout.model.windows import WindowPolicy
 from clout.pipelines.aggregates import ENGAGERS, SENT, EngagementCounts, merge_into
-from clout.pipelines.decode import KIND_ORDER, Event, EventBatch
-from clout.pipelines.windows import WindowPolicy
+from clout.pipelines.decode import EventBatch
 
 POLICY = WindowPolicy(size_s=3600, period_s=900, lateness_s=600)
 

@@ -11,8 +11,8 @@ import redis
 from layout_seed import World, seed_world
 from serving_harness import running_app
 
-from clout.schemas.redis_layout import KeyLayout
 from clout.settings import Settings
+from clout.store.layout import KeyLayout
 
 SERVING_DB = 11
 

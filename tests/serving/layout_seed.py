@@ -17,8 +17,8 @@ from typing import Any
 import orjson
 import redis
 
-from clout.schemas.redis_layout import KeyLayout
 from clout.settings import Settings
+from clout.store.layout import KeyLayout
 
 TTL_S = Settings.retention_seconds  # every result key's TTL, as the pipeline sets it with the default settings
 PLATFORMS = ("synthetic", "higgs")

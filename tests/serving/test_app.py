@@ -12,9 +12,9 @@ import redis
 from layout_seed import INFLATED, Seeder, World, long_term_of, rounded
 from serving_harness import free_port, running_app
 
-from clout.schemas.redis_layout import KeyLayout
 from clout.serving.app import STATIC
 from clout.settings import Settings
+from clout.store.layout import KeyLayout
 
 pytestmark = pytest.mark.servers
 

@@ -10,10 +10,10 @@ import pytest
 import redis
 from layout_seed import Seeder, World
 
-from clout.schemas.redis_layout import KeyLayout
 from clout.serving.models import Flag
 from clout.serving.subscriber import FlagSubscriber
 from clout.settings import Settings
+from clout.store.layout import KeyLayout
 
 pytestmark = pytest.mark.servers
 

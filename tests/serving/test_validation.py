@@ -21,7 +21,6 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from layout_seed import World
 
-from clout.schemas.redis_layout import KeyLayout
 from clout.serving.validation import (
     InvalidInput,
     check_choice,
@@ -30,6 +29,7 @@ from clout.serving.validation import (
     check_platform,
     check_window,
 )
+from clout.store.layout import KeyLayout
 
 pytestmark = pytest.mark.servers
 

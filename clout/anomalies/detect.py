@@ -1,0 +1,165 @@
+"""All four detectors over one window pane: what the pipeline's window step calls.
+
+Each detector reads only the pane (the window's events and the context before its end) and, for
+lockstep, the groups the pipeline wrote for earlier windows. So a restart that replays the context
+flags exactly what the uninterrupted run flagged. MIDAS-R is the one streaming detector: its
+sketches start afresh every `epoch` of event time (a day by default) and take in each slice once,
+in order, as panes reach it; a restart rebuilds them from the start of the epoch, which the
+replayed context covers.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from clout.anomalies.bots import ActorHistory, detect_bots
+from clout.anomalies.burst import Volume, detect_bursts
+from clout.anomalies.config import Thresholds
+from clout.anomalies.flag import Flag, Group
+from clout.anomalies.lockstep import find_lockstep
+from clout.anomalies.microclusters import EdgeScore, MidasR, account_key, microcluster_flags, shard_of
+from clout.model.events import Event
+from clout.model.panes import Pane
+from clout.model.windows import WindowPolicy, window_id
+
+DAY_MS = 86_400_000
+# Detectors whose flags name fake engagers: their engagement is left out of the clean score.
+ENGAGER_DETECTORS = frozenset({"bot", "lockstep"})
+
+
+@dataclass(frozen=True)
+class Findings:
+    """A pane's flags and the lockstep groups they come from."""
+
+    flags: list[Flag] = field(default_factory=list)
+    groups: list[Group] = field(default_factory=list)
+
+    def engagers_to_ignore(self) -> dict[str, float]:
+        """actor -> weight 0 for the clean score: accounts flagged as fake engagers."""
+        return {flag.user: 0.0 for flag in self.flags if flag.detector in ENGAGER_DETECTORS}
+
+
+def context_needed_ms(thresholds: Thresholds, policy: WindowPolicy) -> int:
+    """Event time before a window's end the detectors read: the burst baseline's windows, a day of
+    actor history, and the MIDAS-R epoch the window starts in."""
+    baseline = (thresholds.burst.baseline_windows + 1) * policy.size_ms
+    return max(baseline, DAY_MS + policy.size_ms)
+
+
+class EpochMidas:
+    """MIDAS-R sharded by destination, restarted every epoch; keeps each slice's high-scoring edges."""
+
+    def __init__(self, thresholds: Thresholds, shards: int, epoch_ms: int = DAY_MS) -> None:
+        self.config = thresholds.midas
+        self.shards = shards
+        self.epoch_ms = epoch_ms
+        self.epoch: int | None = None
+        self.fed_until: int | None = None  # end of the last slice taken in
+        self.hot: dict[int, list[EdgeScore]] = {}  # slice start -> edges at or above the threshold
+        self._sketches: list[MidasR] = []
+
+    def feed_until(self, slices: Mapping[int, list[Event]], end_ms: int, slice_ms: int, first_start_ms: int) -> None:
+        """Take in every slice not yet seen that ends by `end_ms`, oldest first."""
+        start = self.fed_until if self.fed_until is not None else first_start_ms - first_start_ms % self.epoch_ms
+        for slice_start in range(start, end_ms, slice_ms):
+            self._feed_slice(slice_start, sorted(slices.get(slice_start, [])))
+        self.fed_until = max(start, end_ms)
+        for old in [s for s in self.hot if s < end_ms - self.epoch_ms - slice_ms]:
+            del self.hot[old]
+
+    def edges(self, start_ms: int, end_ms: int) -> list[EdgeScore]:
+        return [e for s, edges in self.hot.items() if start_ms <= s < end_ms for e in edges]
+
+    def memory_bytes(self) -> int:
+        return sum(m.memory_bytes() for m in self._sketches)
+
+    def _feed_slice(self, slice_start: int, events: list[Event]) -> None:
+        epoch = slice_start // self.epoch_ms
+        if epoch != self.epoch:
+            self.epoch, self._sketches = epoch, [MidasR(self.config) for _ in range(self.shards)]
+        hot: list[EdgeScore] = []
+        for shard, mine in enumerate(self._by_shard(events)):
+            if not mine:
+                continue
+            src = np.fromiter((account_key(e.actor) for e in mine), dtype=np.uint64, count=len(mine))
+            dst = np.fromiter((account_key(e.target) for e in mine), dtype=np.uint64, count=len(mine))
+            ticks = np.fromiter((e.ts // (self.config.tick_s * 1000) for e in mine), dtype=np.int64, count=len(mine))
+            scores = self._sketches[shard].update_keys(src, dst, ticks)
+            for i in np.flatnonzero(scores[:, 2] >= self.config.threshold).tolist():
+                event, (edge, source, destination) = mine[i], scores[i].tolist()
+                hot.append(EdgeScore(event.actor, event.target, int(ticks[i]), max(edge, source, destination),
+                                     edge, source, destination))
+        self.hot[slice_start] = hot
+
+    def _by_shard(self, events: list[Event]) -> list[list[Event]]:
+        shards: list[list[Event]] = [[] for _ in range(self.shards)]
+        for event in events:
+            shards[shard_of(event.target, self.shards)].append(event)
+        return shards
+
+
+class WindowDetectors:
+    """Burst, bot-likeness, lockstep and microclusters for one pane."""
+
+    def __init__(self, thresholds: Thresholds, policy: WindowPolicy, midas: EpochMidas) -> None:
+        self.thresholds = thresholds
+        self.policy = policy
+        self.midas = midas
+        self._volume_cache: dict[tuple[int, tuple[int, ...]], tuple[Counter[str], Counter[str]]] = {}
+
+    def find(self, pane: Pane, earlier_groups: Sequence[Group]) -> Findings:
+        window = window_id(pane.start_ms, pane.end_ms)
+        flags = detect_bots(pane.events, window, self._actor_history(pane), pane.end_ms, self.thresholds.bot)
+        lockstep = find_lockstep(pane.events, window, self.thresholds.lockstep, earlier_groups)
+        flags += lockstep.flags
+        flags += self._bursts(pane, window)
+        self.midas.feed_until(pane.slices, pane.end_ms, self.policy.slice_ms, pane.start_ms)
+        flags += microcluster_flags(self.midas.edges(pane.start_ms, pane.end_ms), window, self.thresholds.midas)
+        return Findings(flags, list(lockstep.groups))
+
+    def _actor_history(self, pane: Pane) -> ActorHistory:
+        """A day of the window's actors' activity, taken in slice by slice as the detector expects."""
+        actors = {e.actor for e in pane.events}
+        history = ActorHistory()
+        for slice_start in sorted(s for s in pane.slices if s >= pane.end_ms - DAY_MS):
+            history.update([e for e in pane.slices[slice_start] if e.actor in actors or e.target in actors])
+        return history
+
+    def _bursts(self, pane: Pane, window: str) -> list[Flag]:
+        """Volumes now against the earlier non-overlapping windows of the context."""
+        size, back = self.policy.size_ms, self.thresholds.burst.baseline_windows
+        received, sent = self._volumes(pane.slices, pane.start_ms)
+        floor = self.thresholds.burst.min_volume  # below it nobody is flagged, whatever the baseline
+        users = sorted(u for u in received.keys() | sent.keys() if max(received[u], sent[u]) >= floor)
+        if not users:
+            return []
+        first = min(pane.slices, default=pane.start_ms)
+        windows_back = min(back, max(0, (pane.start_ms - first) // size))
+        past = [self._volumes(pane.slices, pane.start_ms - k * size) for k in range(windows_back, 0, -1)]
+        history = {}
+        for user in users:
+            volumes = [Volume(r[user], s[user]) for r, s in past]
+            if any(v.received or v.sent for v in volumes):  # missing users count 0 all along
+                history[user] = volumes
+        current = {u: Volume(received[u], sent[u]) for u in users}
+        return detect_bursts(current, history, windows_back, window, self.thresholds.burst)
+
+    def _volumes(self, slices: Mapping[int, list[Event]], start_ms: int) -> tuple[Counter[str], Counter[str]]:
+        """(received, sent) per user in the window starting at `start_ms`; kept while its slices are
+        unchanged, since each window is a baseline for the next `baseline_windows` panes."""
+        starts = range(start_ms, start_ms + self.policy.size_ms, self.policy.slice_ms)
+        key = (start_ms, tuple(len(slices.get(s, ())) for s in starts))
+        cached = self._volume_cache.get(key)
+        if cached is None:
+            received, sent = Counter(), Counter()
+            for s in starts:
+                received.update(e.target for e in slices.get(s, ()))
+                sent.update(e.actor for e in slices.get(s, ()))
+            cached = self._volume_cache[key] = (received, sent)
+            for old in [k for k in self._volume_cache if k[0] < min(slices, default=start_ms)]:
+                del self._volume_cache[old]
+        return cached

@@ -1,0 +1,214 @@
+"""Restart safety: where to start reading, and which windows a restart must leave alone.
+
+State held by a local runner dies with the process. So the pipeline records in Redis how far its
+results are complete ("sealed"): every window whose end + allowed lateness is at or before
+`sealed_ms` has had its final pane written. On start, each partition is rewound to the first offset
+at or after the start of the oldest window that might not be complete (Kafka's offsets-for-times),
+and those windows are recomputed from all their events; absolute writes make the recomputation
+overwrite cleanly. Windows that start before that point are complete in Redis and see only part of
+their events in the replay, so the sink skips them (the "replay horizon").
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import apache_beam as beam
+import orjson
+from apache_beam.coders import VarIntCoder
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import BagStateSpec, TimerSpec, on_timer
+from apache_beam.transforms.window import GlobalWindows
+from apache_beam.utils.timestamp import Timestamp
+from kafka import KafkaConsumer, TopicPartition
+
+from clout.model.windows import WindowPolicy
+from clout.pipelines.worker_memory import shared
+from clout.store.client import RedisTarget
+from clout.store.layout import KeyLayout
+
+
+@dataclass(frozen=True)
+class StartPlan:
+    """Where each partition starts and which windows the sink must skip (start before horizon_ms)."""
+
+    start_offsets: dict[int, int]
+    horizon_ms: int | None
+    sealed_ms: int | None
+    resumed: bool
+
+    def describe(self) -> str:
+        if not self.resumed:
+            return f"fresh start at offsets {self.start_offsets}"
+        return (f"resuming: results complete up to {self.sealed_ms}, recomputing windows from {self.horizon_ms}, "
+                f"offsets {self.start_offsets}")
+
+
+def plan_start(consumer: KafkaConsumer, redis_target: RedisTarget, layout: KeyLayout, topic: str, group: str,
+               policy: WindowPolicy, from_beginning: bool, reset: bool = False, context_ms: int = 0) -> StartPlan:
+    """Decide start offsets from the group's progress in Redis (or from --from-beginning/--from-latest).
+
+    A resumed read starts `context_ms` before the replay horizon: analyses that look back further
+    than a window (bot-likeness, bursts) see the same events as in a run without the restart."""
+    client = redis_target.connect()
+    key = layout.progress(group)
+    try:
+        if reset:
+            client.delete(key)
+        progress = {k.decode(): v.decode() for k, v in client.hgetall(key).items()}
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        if not partitions:
+            raise ValueError(f"topic {topic!r} does not exist or has no partitions (run `clout topics create`)")
+        if not progress:
+            plan = _fresh_plan(consumer, partitions, from_beginning)
+            client.hset(key, mapping={"policy": _policy_text(policy), "initial": orjson.dumps(
+                {str(p): o for p, o in plan.start_offsets.items()}).decode()})
+            return plan
+        _check_same_policy(progress, policy, group)
+        return _resume_plan(consumer, partitions, progress, policy, context_ms)
+    finally:
+        client.close()
+
+
+def _fresh_plan(consumer: KafkaConsumer, partitions: list[TopicPartition], from_beginning: bool) -> StartPlan:
+    edge = consumer.beginning_offsets(partitions) if from_beginning else consumer.end_offsets(partitions)
+    return StartPlan({tp.partition: edge[tp] for tp in partitions}, None, None, False)
+
+
+def _resume_plan(consumer: KafkaConsumer, partitions: list[TopicPartition], progress: dict[str, str],
+                 policy: WindowPolicy, context_ms: int) -> StartPlan:
+    initial = {int(p): o for p, o in orjson.loads(progress["initial"]).items()}
+    earliest = consumer.beginning_offsets(partitions)
+    floor = {tp.partition: initial.get(tp.partition, earliest[tp]) for tp in partitions}
+    if "sealed_ms" not in progress:
+        return StartPlan(floor, None, None, True)
+    sealed = int(progress["sealed_ms"])
+    horizon = replay_horizon(sealed, policy)
+    at_horizon = consumer.offsets_for_times({tp: max(horizon - context_ms, 0) for tp in partitions})
+    ends = consumer.end_offsets(partitions)
+    offsets = {}
+    for tp in partitions:
+        found = at_horizon.get(tp)
+        offsets[tp.partition] = max(floor[tp.partition], found.offset if found else ends[tp])
+    return StartPlan(offsets, horizon, sealed, True)
+
+
+def replay_horizon(sealed_ms: int, policy: WindowPolicy) -> int:
+    """Start of the oldest window that may be incomplete: windows starting earlier all had
+    end + lateness <= sealed_ms. Aligned to the period, as window starts are."""
+    period = policy.slice_ms
+    bound = sealed_ms - policy.lateness_s * 1000 - policy.size_s * 1000
+    return bound - bound % period + period
+
+
+def _policy_text(policy: WindowPolicy) -> str:
+    return f"size={policy.size_s},period={policy.period_s},lateness={policy.lateness_s}"
+
+
+def _check_same_policy(progress: dict[str, str], policy: WindowPolicy, group: str) -> None:
+    if progress.get("policy") != _policy_text(policy):
+        raise ValueError(f"group {group!r} was run with windows {progress.get('policy')}, now {_policy_text(policy)}; "
+                         "use another --group, or --reset to recompute from the start")
+
+
+@dataclass
+class _SealMemo:
+    """This worker's (known deadlines, last fired) and the lock every reader and writer holds."""
+
+    value: tuple[set[int], int | None] | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class SealWindows(beam.DoFn):
+    """Records `sealed_ms` once the watermark after the sink passes a written window's end + lateness.
+
+    Runs on one key in the global window. An event-time timer fires when everything before it,
+    including the sink's writes, is done; the next pending deadline is then armed, so the timer
+    never loops on its own. State is append-only (see sink.AccumulateAndWrite for why): one entry per
+    distinct window deadline and per firing.
+    """
+
+    DEADLINES = BagStateSpec("deadlines", VarIntCoder())
+    FIRED = BagStateSpec("fired", VarIntCoder())
+    SEAL = TimerSpec("seal", TimeDomain.WATERMARK)
+
+    def __init__(self, target: RedisTarget, key: str, lateness_ms: int) -> None:
+        self.target = target
+        self.key = key
+        self.lateness_ms = lateness_ms
+        self.memo_token = uuid.uuid4().hex
+
+    def setup(self) -> None:
+        self.client = self.target.connect()
+
+    def process(self, element: tuple[str, int], deadlines: Any = beam.DoFn.StateParam(DEADLINES),
+                fired: Any = beam.DoFn.StateParam(FIRED), seal: Any = beam.DoFn.TimerParam(SEAL)) -> Iterator[None]:
+        deadline = element[1] + self.lateness_ms
+        with self._memo().lock:
+            known, last_fired = self._state(deadlines, fired)
+            if deadline not in known:
+                deadlines.add(deadline)
+                known.add(deadline)
+                self._arm(seal, known, last_fired)
+        return iter(())
+
+    @on_timer(SEAL)
+    def sealed(self, when: Any = beam.DoFn.TimestampParam, deadlines: Any = beam.DoFn.StateParam(DEADLINES),
+               fired: Any = beam.DoFn.StateParam(FIRED), seal: Any = beam.DoFn.TimerParam(SEAL)) -> Iterator[None]:
+        fired_ms = when.micros // 1000
+        with self._memo().lock:  # so sealed_ms in Redis only ever moves forward
+            known, last_fired = self._state(deadlines, fired)
+            if last_fired is not None and fired_ms <= last_fired:
+                return iter(())
+            self.client.hset(self.key, "sealed_ms", fired_ms)
+            fired.add(fired_ms)
+            self._memo().value = (known, fired_ms)
+            self._arm(seal, known, fired_ms)
+        return iter(())
+
+    def _state(self, deadlines: Any, fired: Any) -> tuple[set[int], int | None]:
+        """(known deadlines, last fired), read back from state only when this worker process holds
+        no memo of them (Prism state reads are slow); the memo is shared as in the sink, so callers
+        hold its lock: Prism may run a timer and a bundle of the same key on two threads at once."""
+        memo = self._memo()
+        if memo.value is None:
+            memo.value = (set(deadlines.read()), max(fired.read(), default=None))
+        return memo.value
+
+    def _memo(self) -> _SealMemo:
+        return shared(self.memo_token, _SealMemo)
+
+    @staticmethod
+    def _arm(seal: Any, deadlines: set[int], last_fired: int | None) -> None:
+        future = [d for d in deadlines if last_fired is None or d > last_fired]
+        if future:
+            seal.set(Timestamp(micros=min(future) * 1000))
+
+    def teardown(self) -> None:
+        client = getattr(self, "client", None)
+        if client is not None:
+            client.close()
+
+
+class RecordProgress(beam.PTransform):
+    """Written window ends -> `sealed_ms` in the group's progress hash. Fed by every writer of
+    window results, so a window is sealed only once each of them has written its final figures."""
+
+    def __init__(self, target: RedisTarget, layout: KeyLayout, group: str, policy: WindowPolicy) -> None:
+        super().__init__()
+        self.target = target
+        self.key = layout.progress(group)
+        self.lateness_ms = policy.lateness_s * 1000
+
+    def expand(self, window_ends: beam.PCollection) -> beam.PCollection:
+        return (
+            window_ends
+            | "OneKey" >> beam.Map(lambda end_ms: ("progress", end_ms))
+            | "Global" >> beam.WindowInto(GlobalWindows())
+            | "Seal" >> beam.ParDo(SealWindows(self.target, self.key, self.lateness_ms))
+        )
+

@@ -1,0 +1,187 @@
+"""Assemble and run the streaming pipeline. No runner-specific code lives in the transforms, so the
+same graph runs on Prism locally and on Flink or Dataflow when submitted with their options."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.runner import PipelineResult, PipelineState
+from kafka import KafkaConsumer, TopicPartition
+from redis.exceptions import RedisError
+
+from clout.anomalies.config import Thresholds
+from clout.anomalies.detect import context_needed_ms
+from clout.influence.scores import InfluenceConfig
+from clout.local.stack import install_prism
+from clout.model.windows import WindowPolicy
+from clout.pipelines.aggregates import EngagementCounts
+from clout.pipelines.interactions import ReadInteractions
+from clout.pipelines.recovery import RecordProgress, StartPlan, plan_start
+from clout.pipelines.sink import WriteWindowTotals
+from clout.pipelines.source import SourceConfig
+from clout.pipelines.window_graph import WindowGraphs
+from clout.settings import Settings
+from clout.store.client import RedisTarget
+from clout.store.layout import KeyLayout
+from clout.store.window_results import ResultsConfig, WindowResultsFactory
+
+STREAMING_JOB_DEADLINE_S = 10 * 365 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    policy: WindowPolicy = field(default_factory=WindowPolicy)
+    shards: int = 4
+    from_beginning: bool = False
+    reset: bool = False
+    stop_when_idle_s: float | None = None
+    out_of_orderness_s: float = 30.0
+    idle_after_s: float = 10.0
+    dedup_horizon_s: float = 3600.0
+    influence: InfluenceConfig = field(default_factory=InfluenceConfig)
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+    @property
+    def context_ms(self) -> int:
+        """Event time behind each window's end that its analyses read (and a restart replays)."""
+        return context_needed_ms(self.thresholds, self.policy)
+    beam_args: tuple[str, ...] = ()
+
+
+def build_pipeline(pipeline: beam.Pipeline, settings: Settings, config: RunConfig, plan: StartPlan) -> None:
+    """events -> windows -> counts, and window graphs -> influence and flags -> Redis; progress for restarts."""
+    redis_target = RedisTarget.from_settings(settings)
+    layout = KeyLayout(settings.key_prefix)
+    source = SourceConfig(
+        client=settings.kafka_client_config(), topic=settings.topic, group=settings.group,
+        start_offsets=plan.start_offsets, out_of_orderness_ms=int(config.out_of_orderness_s * 1000),
+        lateness_ms=config.policy.lateness_s * 1000,
+        idle_after_s=config.idle_after_s, stop_when_idle_s=config.stop_when_idle_s,
+        dedup_horizon_ms=int(config.dedup_horizon_s * 1000))
+    events = pipeline | "ReadInteractions" >> ReadInteractions(source, settings.dlq_topic)
+    counts = events | "EngagementCounts" >> EngagementCounts(config.policy, config.shards)
+    written = counts | "WriteWindowTotals" >> WriteWindowTotals(
+        redis_target, layout, config.policy, settings.retention_seconds, plan.horizon_ms)
+    results = ResultsConfig(redis_target, layout, config.influence, config.policy, settings.retention_seconds,
+                            config.thresholds, settings.kafka_client_config(), settings.flags_topic, config.shards)
+    analysed = events | "WindowGraphs" >> WindowGraphs(config.policy, config.context_ms, plan.horizon_ms,
+                                                       WindowResultsFactory(results))
+    _ = ((written, analysed) | "WindowEnds" >> beam.Flatten()
+         | "RecordProgress" >> RecordProgress(redis_target, layout, settings.group, config.policy))
+
+
+def pipeline_options(settings: Settings, beam_args: Sequence[str]) -> PipelineOptions:
+    """Prism by default (built into the cache on first use); any --runner in beam_args wins."""
+    args = list(beam_args)
+    if not any(a.startswith("--runner") for a in args):
+        args += ["--runner=PrismRunner", f"--prism_location={install_prism(settings)}",
+                 "--experiments=disable_prism_server_singleton"]
+    if "--streaming" not in args:
+        args.append("--streaming")
+    if not any(a.startswith("--job_server_timeout") for a in args):
+        # Beam puts this deadline on the job's state stream too: a job running longer would fail with
+        # DEADLINE_EXCEEDED after 300 s (the default). A streaming job runs until it is stopped.
+        args.append(f"--job_server_timeout={STREAMING_JOB_DEADLINE_S}")
+    return PipelineOptions(args)
+
+
+def run(settings: Settings, config: RunConfig, progress_interval: float = 5.0) -> dict[str, int]:
+    """Plan the start, run to completion (or Ctrl-C), print progress and a summary of Beam counters."""
+    # kafka-python 3 warns whenever its I/O loop waits on the GIL, which a busy pipeline always does.
+    logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)
+    consumer = KafkaConsumer(**settings.kafka_client_config(), group_id=None, enable_auto_commit=False)
+    try:
+        plan = plan_start(consumer, RedisTarget.from_settings(settings), KeyLayout(settings.key_prefix),
+                          settings.topic, settings.group, config.policy, config.from_beginning, config.reset,
+                          config.context_ms)
+        print(f"clout run: {plan.describe()}", file=sys.stderr, flush=True)
+        pipeline = beam.Pipeline(options=pipeline_options(settings, config.beam_args))
+        build_pipeline(pipeline, settings, config, plan)
+        result = pipeline.run()
+        reporter = _LagReporter(consumer, settings, progress_interval)
+        reporter.start()
+        try:
+            result.wait_until_finish()
+        finally:
+            reporter.stop()
+    finally:
+        consumer.close()
+    counters = beam_counters(result)
+    print("clout run done: " + ", ".join(f"{k} {v:,}" for k, v in counters.items()), file=sys.stderr, flush=True)
+    if result.state != PipelineState.DONE:
+        raise RuntimeError(f"pipeline ended in state {result.state}")
+    return counters
+
+
+def beam_counters(result: PipelineResult) -> dict[str, int]:
+    """Committed counter values by name (read, rejected, duplicates, written ...)."""
+    try:
+        counters = result.metrics().query()["counters"]
+    except (NotImplementedError, KeyError, AttributeError):
+        return {}
+    totals: dict[str, int] = {}
+    for counter in counters:
+        if not counter.key.metric.namespace.startswith("clout."):
+            continue
+        name = counter.key.metric.name
+        value = counter.committed if counter.committed is not None else counter.attempted
+        totals[name] = totals.get(name, 0) + (value or 0)
+    return dict(sorted(totals.items()))
+
+
+class _LagReporter(threading.Thread):
+    """Prints the group's committed position against the topic's end every few seconds."""
+
+    def __init__(self, consumer: KafkaConsumer, settings: Settings, interval: float) -> None:
+        super().__init__(daemon=True, name="clout-progress")
+        self.settings = settings
+        self.interval = interval
+        self._stop_event = threading.Event()
+        self._admin_client: dict[str, Any] = settings.kafka_client_config()
+        self._redis = RedisTarget.from_settings(settings).connect()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+    def run(self) -> None:
+        consumer = KafkaConsumer(**self._admin_client, group_id=self.settings.group, enable_auto_commit=False)
+        try:
+            partitions = [TopicPartition(self.settings.topic, p)
+                          for p in sorted(consumer.partitions_for_topic(self.settings.topic) or [])]
+            last, last_time = None, time.monotonic()
+            while not self._stop_event.wait(self.interval):
+                done = sum(consumer.committed(tp) or 0 for tp in partitions)
+                end = sum(consumer.end_offsets(partitions).values())
+                now = time.monotonic()
+                rate = 0.0 if last is None else (done - last) / (now - last_time)
+                print(f"clout run: committed {done:,} of {end:,} records (lag {end - done:,}, {rate:,.0f} records/s); "
+                      f"{self._results()}", file=sys.stderr, flush=True)
+                last, last_time = done, now
+        finally:
+            consumer.close()
+            self._redis.close()
+
+    def _results(self) -> str:
+        """How far the results are: records are committed when read, before their windows are written."""
+        layout = KeyLayout(self.settings.key_prefix)
+        try:
+            scored = self._redis.zrange(layout.scored_windows(), -1, -1, withscores=True)
+            sealed = self._redis.hget(layout.progress(self.settings.group), "sealed_ms")
+        except RedisError as error:
+            return f"Redis unavailable ({type(error).__name__})"
+        newest = _utc(int(scored[0][1]) * 1000) if scored else "none yet"
+        final = _utc(int(sealed)) if sealed else "none yet"
+        return f"newest scored window ends {newest}, results final up to {final}"
+
+
+def _utc(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -1,0 +1,114 @@
+"""A pane's flags and coordination groups -> Redis (and new flags -> the Redis Stream and Kafka).
+
+A window's flagged sets and group list are replaced whole on every pane (one MULTI), so a final
+pane's verdict supersedes the on-time pane's. Flags are announced (the Redis Stream and the `flags`
+topic) from final panes only, which late data can no longer change, and each (window, detector,
+user) once: the window's `announced` set remembers them, so a replay announces nothing twice. The
+topic is written before Redis records the announcement: a crash in between repeats a flag on the
+topic rather than losing it (at least once; consumers de-duplicate on user, window, detector).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+import redis
+from kafka import KafkaProducer
+
+from clout.anomalies.detect import Findings
+from clout.anomalies.flag import Flag, Group
+from clout.store.layout import KeyLayout
+
+DETECTORS = ("burst", "bot", "lockstep", "microcluster")
+STREAM_MAXLEN = 100_000
+
+
+class FlagWriter:
+    def __init__(self, client: redis.Redis, layout: KeyLayout, retention_s: int,
+                 producer: KafkaProducer | None, flags_topic: str) -> None:
+        self.client = client
+        self.layout = layout
+        self.retention_s = retention_s
+        self.producer = producer
+        self.flags_topic = flags_topic
+
+    def earlier_groups(self, window_ids: Iterable[str]) -> list[Group]:
+        """The groups written for these windows (the lockstep detector's memory)."""
+        pipe = self.client.pipeline(transaction=False)
+        for wid in window_ids:
+            pipe.zrange(self.layout.groups(wid), 0, -1)
+        ids = sorted({gid.decode() for members in pipe.execute() for gid in members})
+        if not ids:
+            return []
+        stored = self.client.mget([self.layout.group(gid) for gid in ids])
+        return [_group(orjson.loads(value)) for value in stored if value]
+
+    def write(self, wid: str, findings: Findings, final: bool) -> list[Flag]:
+        """Replace the window's flags and groups; on a final pane, announce the flags not announced
+        yet and return them."""
+        new = self._unannounced(wid, findings.flags) if final else []
+        self._publish(new)
+        stored_windows = self._users_flag_windows(findings.flags)
+        layout, ttl = self.layout, self.retention_s
+        pipe = self.client.pipeline(transaction=True)
+        keys = [layout.flagged(wid), layout.groups(wid), *(layout.flagged(wid, d) for d in DETECTORS)]
+        pipe.delete(*keys)
+        for flag in findings.flags:
+            pipe.zadd(layout.flagged(wid, flag.detector), {flag.user: flag.score})
+            pipe.zadd(layout.flagged(wid), {flag.user: flag.score}, gt=True)
+            if stored_windows.get((flag.user, flag.detector), "") <= _sortable(wid):
+                pipe.hset(layout.user_flags(flag.user), flag.detector, flag.to_json())
+                pipe.expire(layout.user_flags(flag.user), ttl)
+        for group in findings.groups:
+            pipe.zadd(layout.groups(wid), {group.id: len(group.members)})
+            pipe.set(layout.group(group.id), group.to_json(), ex=ttl)
+        for key in keys:
+            pipe.expire(key, ttl)
+        for flag in new:
+            pipe.xadd(layout.flag_stream(), {"flag": flag.to_json()}, maxlen=STREAM_MAXLEN, approximate=True)
+            pipe.sadd(layout.announced(wid), _announcement(flag))
+        if new:
+            pipe.expire(layout.announced(wid), ttl)
+        pipe.execute()
+        return new
+
+    def _unannounced(self, wid: str, flags: Sequence[Flag]) -> list[Flag]:
+        if not flags:
+            return []
+        known = self.client.smismember(self.layout.announced(wid), [_announcement(f) for f in flags])
+        return [flag for flag, seen in zip(flags, known, strict=True) if not seen]
+
+    def _users_flag_windows(self, flags: Sequence[Flag]) -> dict[tuple[str, str], str]:
+        """(user, detector) -> the window of the stored flag, so an older window never overwrites a newer one."""
+        pipe = self.client.pipeline(transaction=False)
+        for flag in flags:
+            pipe.hget(self.layout.user_flags(flag.user), flag.detector)
+        stored = {}
+        for flag, value in zip(flags, pipe.execute(), strict=True):
+            if value:
+                stored[flag.user, flag.detector] = _sortable(orjson.loads(value)["window"])
+        return stored
+
+    def _publish(self, flags: Sequence[Flag]) -> None:
+        if self.producer is None or not flags:
+            return
+        for flag in flags:
+            self.producer.send(self.flags_topic, key=flag.user.encode(), value=flag.to_json())
+        self.producer.flush()
+
+
+def _announcement(flag: Flag) -> str:
+    return f"{flag.detector}:{flag.user}"
+
+
+def _sortable(wid: str) -> str:
+    """Window ids compared by end time (zero-padded), then start."""
+    start, end = wid.split("-")
+    return f"{int(end):012d}-{int(start):012d}"
+
+
+def _group(value: dict[str, Any]) -> Group:
+    return Group(value["id"], value["window"], tuple(value["members"]), tuple(value["targets"]),
+                 value["synchrony"], value["score"])

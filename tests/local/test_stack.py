@@ -1,0 +1,44 @@
+"""The local stack: `up` is idempotent, `down` stops only what `up` started."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from clout.local import stack
+from clout.settings import Settings
+
+pytestmark = pytest.mark.servers
+
+
+def test_up_twice_is_harmless(stack_settings: Settings) -> None:
+    before = {s.name: stack.running_pid(s) for s in stack.servers(stack_settings)}
+    lines: list[str] = []
+    stack.up(stack_settings, say=lines.append)
+    after = {s.name: stack.running_pid(s) for s in stack.servers(stack_settings)}
+    assert before == after and all(after.values())
+    assert any("already running" in line for line in lines)
+    assert all(report["answers"] for report in stack.status(stack_settings).values())
+
+
+def test_down_leaves_processes_it_did_not_start(stack_settings: Settings, tmp_path: Path) -> None:
+    """A pid file naming some other process (a recycled pid, a hand-started server) is not ours to stop."""
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        settings = stack_settings.replace(state_dir=tmp_path, kafka_port=29192, redis_port=26479)
+        for server in stack.servers(settings):
+            server.pid_file.write_text(f"{other.pid} 1")  # right pid, wrong start time
+        lines: list[str] = []
+        stack.down(settings, say=lines.append)
+        assert other.poll() is None, "down stopped a process it did not start"
+        assert lines == ["kafka: not running", "redis: not running"]
+    finally:
+        other.kill()
+
+
+def test_a_taken_port_is_named(stack_settings: Settings, tmp_path: Path) -> None:
+    settings = stack_settings.replace(state_dir=tmp_path, kafka_port=stack_settings.redis_port)
+    with pytest.raises(stack.StackError, match=f"port {stack_settings.redis_port} is already in use"):
+        stack.up(settings, say=lambda _line: None)
