@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
+import numpy as np
 import orjson
 import redis
 from kafka import KafkaConsumer, TopicPartition
@@ -47,7 +48,11 @@ from clout.connectors.file import read_source
 from clout.connectors.publisher import Publisher
 from clout.connectors.replay import replay
 from clout.connectors.topics import create_topics
+from clout.influence.scores import InfluenceConfig, window_influence
 from clout.local import stack
+from clout.model.columns import from_events
+from clout.model.events import Event
+from clout.model.kinds import KIND_INDEX
 from clout.progress import RateReporter
 from clout.schemas import InteractionEvent
 from clout.settings import Settings, load_settings
@@ -62,7 +67,8 @@ PARTITIONS = 6
 IDLE_S = 3
 WINDOW_MS, PERIOD_MS = 3_600_000, 900_000  # clout run's defaults: 1 h windows every 15 min
 TARGET_EVENTS_PER_S = 50_000
-TARGET_P99_S = 5.0
+TARGET_P99_S = 2.0
+TARGET_PEAK_MIB = 2048
 SAMPLE_EVERY_S = 0.2
 PROBE_EVERY_S = 0.1
 PROBE_TIMEOUT_S = 30.0
@@ -107,7 +113,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, help="publish only the first N lines of the Higgs file")
     parser.add_argument("--freshness-seconds", type=float, default=30.0,
                         help="seconds of live load for the freshness probe (0 skips it; default 30)")
-    parser.add_argument("--rate", type=float, default=2_000.0, help="live events/s during the freshness probe")
+    parser.add_argument("--rate", type=float, default=5_000.0, help="live events/s during the freshness probe")
+    parser.add_argument("--no-profile", dest="profile", action="store_false",
+                        help="skip the py-spy CPU profile of the end-to-end run")
     return parser.parse_args(argv)
 
 
@@ -257,6 +265,58 @@ class RunProcess:
         return "\n".join(self.lines[-lines:])
 
 
+# Where a sample's time goes: the innermost clout module on its stack names the stage; samples with
+# none are Beam's own element handling, coders and gRPC (the runner's share of the Python worker).
+STAGES = (
+    ("clout/pipelines/source", "read: Kafka source"), ("clout/pipelines/interactions", "read: dead letters"),
+    ("clout/pipelines/decode", "decode"), ("clout/schemas", "decode"), ("clout/pipelines/dedup", "dedup"),
+    ("clout/pipelines/aggregates", "aggregate slices"), ("clout/pipelines/sink", "window totals -> Redis"),
+    ("clout/influence", "analyse: influence"), ("clout/anomalies", "analyse: detectors"),
+    ("clout/model", "analyse: slices and columns"), ("clout/pipelines/window_graph", "analyse: slices and columns"),
+    ("clout/store", "results -> Redis"),
+    ("clout/pipelines/recovery", "progress"), ("clout/pipelines/state_cache", "state reads"),
+)
+
+
+class StageProfile:
+    """py-spy sampling `clout run` (Prism's loopback worker runs in that process) for the whole run;
+    prints the share of CPU samples per pipeline stage. Needs py-spy (`pip install -e .[bench]`)."""
+
+    def __init__(self, pid: int, out: Path) -> None:
+        self.out = out
+        self.process = subprocess.Popen(
+            ["py-spy", "record", "--pid", str(pid), "--rate", "50", "--format", "raw", "--nonblocking",
+             "--output", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            executable=str(Path(sys.executable).parent / "py-spy"))
+
+    def stop(self) -> dict[str, float]:
+        """Share of samples per stage (idle samples, waiting in a poll or a lock, left out)."""
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        counts: dict[str, int] = {}
+        for line in self.out.read_text().splitlines() if self.out.exists() else []:
+            stack, _, n = line.rpartition(" ")
+            stage = _stage_of(stack)
+            if stage is not None:
+                counts[stage] = counts.get(stage, 0) + int(n)
+        total = sum(counts.values()) or 1
+        return {stage: n / total for stage, n in sorted(counts.items(), key=lambda kv: -kv[1])}
+
+
+def _stage_of(stack: str) -> str | None:
+    frames = stack.split(";")
+    if frames and any(idle in frames[-1] for idle in ("wait (threading", "select (", "poll (", "_wait_for_tstate")):
+        return None
+    for frame in reversed(frames):
+        for marker, stage in STAGES:
+            if marker in frame:
+                return stage
+    return "Beam: elements, coders, gRPC"
+
+
 class MemorySampler(threading.Thread):
     """Peak VmRSS of a process tree: of the sum, and of each process (Prism is a child of the run)."""
 
@@ -358,6 +418,7 @@ class EndToEnd:
     counters: dict[str, int] | None
     returncode: int
     memory: MemorySampler
+    stages: dict[str, float] = field(default_factory=dict)
 
     @property
     def events_per_s(self) -> float:
@@ -372,19 +433,21 @@ def _publish_higgs(settings: Settings, path: Path, limit: int | None) -> int:
     return summary.published
 
 
-def _end_to_end(settings: Settings, published: int) -> tuple[EndToEnd, RunProcess]:
+def _end_to_end(settings: Settings, published: int, profile: bool) -> tuple[EndToEnd, RunProcess]:
     """One replay run from the beginning of the topic until it has been idle for IDLE_S."""
     print(f"end to end: clout run --from-beginning --stop-when-idle {IDLE_S} over {published:,} events ...",
           file=sys.stderr, flush=True)
     run = RunProcess(settings, "--from-beginning", "--stop-when-idle", str(IDLE_S))
     memory = MemorySampler(run.process.pid)
     first = FirstWindow(settings, run.started)
+    profiler = StageProfile(run.process.pid, REPO / ".state" / "bench" / "profile.txt") if profile else None
     memory.start()
     first.start()
     wall = run.wait()
     memory.stop()
     first.stop()
-    return EndToEnd(published, wall, first.seconds, run.counters(), run.process.returncode, memory), run
+    stages = profiler.stop() if profiler is not None else {}
+    return EndToEnd(published, wall, first.seconds, run.counters(), run.process.returncode, memory, stages), run
 
 
 def _check_end_to_end(result: EndToEnd, run: RunProcess) -> list[str]:
@@ -480,6 +543,24 @@ def _timed(label: str, work: Callable[[], int]) -> tuple[int, float]:
     return result, time.perf_counter() - started
 
 
+def _analysis_alone(values: list[bytes]) -> tuple[int, float]:
+    """Influence of every (1 h / 15 min) window, as the pipeline's analysis computes it (clout.influence
+    on columns), with the events already in memory: the graph maths alone, no Beam, no Redis."""
+    events = from_events(Event(e["ts"], e["actor"], e["target"], KIND_INDEX[e["kind"]], e.get("platform", ""))
+                         for e in map(orjson.loads, values))
+    order = np.argsort(events.ts, kind="stable")
+    ts = events.ts[order]
+    first = int(ts[0]) - int(ts[0]) % PERIOD_MS - WINDOW_MS + PERIOD_MS
+    config, windows = InfluenceConfig(), 0
+    started = time.process_time()
+    for start in range(first, int(ts[-1]) + 1, PERIOD_MS):
+        lo, hi = np.searchsorted(ts, [start, start + WINDOW_MS])
+        if hi > lo:
+            window_influence(events.take(order[lo:hi]), config)
+            windows += 1
+    return windows, time.process_time() - started
+
+
 def _ceilings(settings: Settings, scratch: Scratch, e2e: EndToEnd) -> list[Row]:
     """The pieces alone, on the same data, one after the other in this process (nothing else of ours runs)."""
     values, consumed_in = _consume_alone(settings)
@@ -488,6 +569,10 @@ def _ceilings(settings: Settings, scratch: Scratch, e2e: EndToEnd) -> list[Row]:
     entries, counted_in = _timed("parse + window-count", lambda: _window_counts(values))
     rows.append(("parse + window-count alone (orjson, plain Python)", len(values) / counted_in,
                  f"{len(values):,} events in {counted_in:.2f} s; {entries:,} (window, user) entries"))
+    print("measuring the window analysis alone (influence of every window, columns) ...", file=sys.stderr, flush=True)
+    windows, analysed_in = _analysis_alone(values)
+    rows.append(("window influence alone (numpy/scipy, CPU time)", len(values) / analysed_in,
+                 f"{windows:,} windows in {analysed_in:.2f} CPU-s"))
     written = (e2e.counters or {}).get("users_written") or entries  # without counters: as many as counted
     print(f"measuring Redis writes alone ({written:,} entries) ...", file=sys.stderr, flush=True)
     wrote_in, value_size = _redis_writes(settings, scratch.prefix("writes"), written)
@@ -683,6 +768,7 @@ class Report:
         _print_rows(self.rows)
         if self.e2e is not None:
             _print_memory(self.e2e.memory)
+            _print_stages(self.e2e.stages)
         if self.freshness is not None:
             _print_freshness(self.freshness)
         _print_targets(self.e2e, self.freshness)
@@ -694,7 +780,7 @@ def _run(args: argparse.Namespace, path: Path, base: Settings, scratch: Scratch)
     published = _publish_higgs(higgs, path, args.limit)
     if args.limit is None and published != EXPECTED_EVENTS:
         report.failures.append(f"published {published:,}, expected {EXPECTED_EVENTS:,}")
-    e2e, run = _end_to_end(higgs, published)
+    e2e, run = _end_to_end(higgs, published, args.profile)
     report.e2e = e2e
     report.failures += _check_end_to_end(e2e, run)
     report.rows.append(("end to end (clout run on Prism)", e2e.events_per_s, _e2e_detail(e2e)))
@@ -726,6 +812,14 @@ def _print_rows(rows: list[Row]) -> None:
         print(f"{name:<{width}}  {rate or 0:>12,.0f}  {ratio}  {note}")
 
 
+def _print_stages(stages: dict[str, float]) -> None:
+    if not stages:
+        return
+    print("\nCPU profile of clout run's Python worker (py-spy samples while busy, by innermost clout stage):")
+    for stage, share in stages.items():
+        print(f"  {stage:<32} {100 * share:5.1f} %")
+
+
 def _print_memory(memory: MemorySampler) -> None:
     print(f"\npeak resident memory of the end-to-end run: {memory.peak_total_kb / 1024:,.0f} MiB "
           "(peak of the sum of the process tree, sampled every 0.2 s)")
@@ -754,6 +848,9 @@ def _print_targets(e2e: EndToEnd | None, freshness: Freshness | None) -> None:
     fmt = "{:.2f} s" + (f" ({lost} lost)" if lost else "")  # a lost probe misses the target whatever p99 says
     _target_line("freshness p99", f"<= {TARGET_P99_S:.0f} s", p99, fmt,
                  p99 is not None and not lost and p99 <= TARGET_P99_S, measured=freshness is not None)
+    peak = e2e.memory.peak_total_kb / 1024 if e2e else None
+    _target_line("peak memory, all processes", f"<= {TARGET_PEAK_MIB:,} MiB", peak, "{:,.0f} MiB",
+                 peak is not None and peak <= TARGET_PEAK_MIB)
 
 
 def _target_line(name: str, goal: str, value: float | None, fmt: str, met: bool, measured: bool = True) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 
 from clout.anomalies.config import BotConfig
 from clout.anomalies.flag import Flag
+from clout.model.columns import EventColumns
 from clout.model.events import Event
 from clout.model.kinds import KIND_INDEX
 
@@ -95,12 +96,15 @@ class ActorHistory:
         self._index = {name: i for i, name in enumerate(n for n, k in zip(names, keep.tolist(), strict=True) if k)}
         return int((~keep).sum())
 
-    def update(self, events: Sequence[Event]) -> None:
+    def update(self, events: Sequence[Event] | EventColumns) -> None:
         """Take in one period's events (any order within it; periods in time order)."""
-        if not events:
+        if not len(events):
             return
-        ts_list, actors, targets, _, _ = zip(*events, strict=True)
-        ts = np.asarray(ts_list, dtype=np.int64)
+        if isinstance(events, EventColumns):
+            ts, actors, targets = events.ts, events.actor_names(), events.target_names()
+        else:
+            ts_list, actors, targets, _, _ = zip(*events, strict=True)
+            ts = np.asarray(ts_list, dtype=np.int64)
         actor = self._rows_adding(actors, ts)
         target = self._rows_adding(targets, ts)
         np.add.at(self.hours, (actor, (ts // HOUR_MS) % 24), 1)
@@ -170,7 +174,10 @@ class WindowColumns(NamedTuple):
     kind: np.ndarray
 
 
-def window_columns(events: Sequence[Event]) -> WindowColumns:
+def window_columns(events: Sequence[Event] | EventColumns) -> WindowColumns:
+    if isinstance(events, EventColumns):
+        return WindowColumns(list(events.names), events.actor.astype(np.int64), events.target.astype(np.int64),
+                             events.ts, events.kind.astype(np.int64))
     ts, actors, targets, kinds, _ = zip(*events, strict=True)
     index: dict[str, int] = {}
     actor = _encode(actors, index)

@@ -22,7 +22,7 @@ from clout.anomalies.config import Thresholds
 from clout.anomalies.flag import Flag, Group
 from clout.anomalies.lockstep import find_lockstep
 from clout.anomalies.microclusters import EdgeScore, MidasR, account_key, microcluster_flags, shard_of
-from clout.model.events import Event
+from clout.model.columns import EventColumns, empty
 from clout.model.panes import Pane
 from clout.model.windows import WindowPolicy, window_id
 
@@ -62,11 +62,12 @@ class EpochMidas:
         self.hot: dict[int, list[EdgeScore]] = {}  # slice start -> edges at or above the threshold
         self._sketches: list[MidasR] = []
 
-    def feed_until(self, slices: Mapping[int, list[Event]], end_ms: int, slice_ms: int, first_start_ms: int) -> None:
-        """Take in every slice not yet seen that ends by `end_ms`, oldest first."""
+    def feed_until(self, slices: Mapping[int, EventColumns], end_ms: int, slice_ms: int, first_start_ms: int) -> None:
+        """Take in every slice not yet seen that ends by `end_ms`, oldest first (each slice's rows in
+        their canonical order, see clout.model.panes)."""
         start = self.fed_until if self.fed_until is not None else first_start_ms - first_start_ms % self.epoch_ms
         for slice_start in range(start, end_ms, slice_ms):
-            self._feed_slice(slice_start, sorted(slices.get(slice_start, [])))
+            self._feed_slice(slice_start, slices.get(slice_start, empty()))
         self.fed_until = max(start, end_ms)
         for old in [s for s in self.hot if s < end_ms - self.epoch_ms - slice_ms]:
             del self.hot[old]
@@ -77,29 +78,27 @@ class EpochMidas:
     def memory_bytes(self) -> int:
         return sum(m.memory_bytes() for m in self._sketches)
 
-    def _feed_slice(self, slice_start: int, events: list[Event]) -> None:
+    def _feed_slice(self, slice_start: int, events: EventColumns) -> None:
         epoch = slice_start // self.epoch_ms
         if epoch != self.epoch:
             self.epoch, self._sketches = epoch, [MidasR(self.config) for _ in range(self.shards)]
         hot: list[EdgeScore] = []
-        for shard, mine in enumerate(self._by_shard(events)):
-            if not mine:
-                continue
-            src = np.fromiter((account_key(e.actor) for e in mine), dtype=np.uint64, count=len(mine))
-            dst = np.fromiter((account_key(e.target) for e in mine), dtype=np.uint64, count=len(mine))
-            ticks = np.fromiter((e.ts // (self.config.tick_s * 1000) for e in mine), dtype=np.int64, count=len(mine))
-            scores = self._sketches[shard].update_keys(src, dst, ticks)
-            for i in np.flatnonzero(scores[:, 2] >= self.config.threshold).tolist():
-                event, (edge, source, destination) = mine[i], scores[i].tolist()
-                hot.append(EdgeScore(event.actor, event.target, int(ticks[i]), max(edge, source, destination),
-                                     edge, source, destination))
+        if len(events):
+            names = events.names
+            keys = np.fromiter((account_key(n) for n in names), dtype=np.uint64, count=len(names))
+            shard = np.fromiter((shard_of(n, self.shards) for n in names), dtype=np.int64, count=len(names))
+            ticks_all = events.ts // (self.config.tick_s * 1000)
+            for s in range(self.shards):
+                mine = np.flatnonzero(shard[events.target] == s)
+                if not len(mine):
+                    continue
+                ticks = ticks_all[mine]
+                scores = self._sketches[s].update_keys(keys[events.actor[mine]], keys[events.target[mine]], ticks)
+                for i in np.flatnonzero(scores[:, 2] >= self.config.threshold).tolist():
+                    row, (edge, source, destination) = mine[i], scores[i].tolist()
+                    hot.append(EdgeScore(names[events.actor[row]], names[events.target[row]], int(ticks[i]),
+                                         max(edge, source, destination), edge, source, destination))
         self.hot[slice_start] = hot
-
-    def _by_shard(self, events: list[Event]) -> list[list[Event]]:
-        shards: list[list[Event]] = [[] for _ in range(self.shards)]
-        for event in events:
-            shards[shard_of(event.target, self.shards)].append(event)
-        return shards
 
 
 class WindowDetectors:
@@ -123,10 +122,14 @@ class WindowDetectors:
 
     def _actor_history(self, pane: Pane) -> ActorHistory:
         """A day of the window's actors' activity, taken in slice by slice as the detector expects."""
-        actors = {e.actor for e in pane.events}
+        actors = set(pane.events.actor_names().tolist())
         history = ActorHistory()
         for slice_start in sorted(s for s in pane.slices if s >= pane.end_ms - DAY_MS):
-            history.update([e for e in pane.slices[slice_start] if e.actor in actors or e.target in actors])
+            events = pane.slices[slice_start]
+            if not len(events):
+                continue
+            involved = np.fromiter((n in actors for n in events.names), dtype=bool, count=len(events.names))
+            history.update(events.take(involved[events.actor] | involved[events.target]))
         return history
 
     def _bursts(self, pane: Pane, window: str) -> list[Flag]:
@@ -148,18 +151,25 @@ class WindowDetectors:
         current = {u: Volume(received[u], sent[u]) for u in users}
         return detect_bursts(current, history, windows_back, window, self.thresholds.burst)
 
-    def _volumes(self, slices: Mapping[int, list[Event]], start_ms: int) -> tuple[Counter[str], Counter[str]]:
+    def _volumes(self, slices: Mapping[int, EventColumns], start_ms: int) -> tuple[Counter[str], Counter[str]]:
         """(received, sent) per user in the window starting at `start_ms`; kept while its slices are
         unchanged, since each window is a baseline for the next `baseline_windows` panes."""
         starts = range(start_ms, start_ms + self.policy.size_ms, self.policy.slice_ms)
-        key = (start_ms, tuple(len(slices.get(s, ())) for s in starts))
+        key = (start_ms, tuple(len(slices[s]) if s in slices else 0 for s in starts))
         cached = self._volume_cache.get(key)
         if cached is None:
             received, sent = Counter(), Counter()
             for s in starts:
-                received.update(e.target for e in slices.get(s, ()))
-                sent.update(e.actor for e in slices.get(s, ()))
+                if s in slices and len(slices[s]):
+                    received.update(_counts(slices[s], slices[s].target))
+                    sent.update(_counts(slices[s], slices[s].actor))
             cached = self._volume_cache[key] = (received, sent)
             for old in [k for k in self._volume_cache if k[0] < min(slices, default=start_ms)]:
                 del self._volume_cache[old]
         return cached
+
+
+def _counts(events: EventColumns, codes: np.ndarray) -> dict[str, int]:
+    """How often each account appears in `codes` (one column of `events`)."""
+    used, counts = np.unique(codes, return_counts=True)
+    return dict(zip([events.names[c] for c in used.tolist()], counts.tolist(), strict=True))

@@ -12,16 +12,16 @@ from __future__ import annotations
 import functools
 import gc
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
 from scipy import sparse
 
+from clout.model.columns import EventColumns, from_events
 from clout.model.events import Event
 from clout.model.kinds import KIND_ORDER
 
@@ -32,7 +32,6 @@ DEFAULT_KIND_WEIGHTS: Mapping[str, float] = {
 }
 AMPLIFYING_KINDS = ("repost", "quote")
 _AMPLIFYING = np.array([kind in AMPLIFYING_KINDS for kind in KIND_ORDER])
-_ACTOR, _TARGET, _KIND, _PLATFORM = itemgetter(1), itemgetter(2), itemgetter(3), itemgetter(4)
 
 
 @dataclass(frozen=True)
@@ -205,15 +204,16 @@ class _Window(NamedTuple):
     active: np.ndarray  # received weighted engagement > 0
 
 
-def _measure(events: Iterable[Event], config: InfluenceConfig,
+def _measure(events: Iterable[Event] | EventColumns, config: InfluenceConfig,
              actor_weight: Mapping[str, float] | None) -> _Window:
-    events = events if isinstance(events, Sequence) else list(events)
-    actors, targets = list(map(_ACTOR, events)), list(map(_TARGET, events))
-    users = sorted(set(actors).union(targets))
+    cols = events if isinstance(events, EventColumns) else from_events(events)
+    if not _canonical_names(cols):
+        cols = cols.compact()
+    users = list(cols.names)
     n, kinds_n = len(users), len(KIND_ORDER)
     index = dict(zip(users, range(n), strict=True))
-    src, dst = _codes(index, actors), _codes(index, targets)
-    kinds = np.fromiter(map(_KIND, events), dtype=np.int64, count=len(events))
+    src, dst = cols.actor.astype(np.int64), cols.target.astype(np.int64)
+    kinds = cols.kind.astype(np.int64)
     if len(kinds) and (kinds.min() < 0 or kinds.max() >= kinds_n):
         raise ValueError(f"event kind index out of range 0..{kinds_n - 1}")
     engager = _engager_weights(index, n, actor_weight)
@@ -236,15 +236,20 @@ def _measure(events: Iterable[Event], config: InfluenceConfig,
                                   config.damping, config.tol, config.max_iter,
                                   engager if actor_weight is not None else None)
     return _Window(
-        users=users, platforms=_platforms(events, src, dst, n),
+        users=users, platforms=_platforms(cols, src, dst, n),
         reach=np.bincount(pd[engager[ps] > 0], minlength=n), weighted_reach=np.bincount(pd, engager[ps], n),
         amplification=amplification, network=network, active=total > 0)
 
 
-def _codes(index: dict[str, int], names: list[str]) -> np.ndarray:
-    if len(names) == 1:  # itemgetter of one key returns the value, not a tuple
-        return np.array([index[names[0]]], dtype=np.int64)
-    return np.array(itemgetter(*names)(index) if names else (), dtype=np.int64)
+def _canonical_names(cols: EventColumns) -> bool:
+    """Names sorted, each used: what `concat` gives, so the users' order is the names' order."""
+    names = np.asarray(cols.names, dtype=object)
+    if len(names) > 1 and not np.all(names[:-1] < names[1:]):
+        return False
+    used = np.zeros(len(names), dtype=bool)
+    used[cols.actor] = True
+    used[cols.target] = True
+    return bool(used.all())
 
 
 def _engager_weights(index: dict[str, int], n: int, actor_weight: Mapping[str, float] | None) -> np.ndarray:
@@ -257,13 +262,11 @@ def _engager_weights(index: dict[str, int], n: int, actor_weight: Mapping[str, f
     return weights
 
 
-def _platforms(events: Sequence[Event], src: np.ndarray, dst: np.ndarray, n: int) -> list[str]:
+def _platforms(cols: EventColumns, src: np.ndarray, dst: np.ndarray, n: int) -> list[str]:
     """Each user's platform: the most frequent among the events they appear in (ties: the first by name)."""
-    names = list(map(_PLATFORM, events))
-    distinct = sorted(set(names))
+    distinct, code = np.unique(np.asarray(cols.platforms, dtype=object)[cols.platform], return_inverse=True)
     if len(distinct) <= 1:
-        return distinct * n
-    code = _codes(dict(zip(distinct, range(len(distinct)), strict=True)), names)
+        return distinct.tolist() * n
     per_user = np.bincount(np.concatenate((src, dst)) * len(distinct) + np.concatenate((code, code)),
                            minlength=n * len(distinct)).reshape(n, len(distinct))
     return [distinct[i] for i in per_user.argmax(axis=1).tolist()]
@@ -333,7 +336,7 @@ def _scored(window: _Window, config: InfluenceConfig,
     return raw, parts, q
 
 
-def window_influence(events: Iterable[Event], config: InfluenceConfig,
+def window_influence(events: Iterable[Event] | EventColumns, config: InfluenceConfig,
                      actor_weight: Mapping[str, float] | None = None) -> dict[str, UserInfluence]:
     """Influence of every user who appears in the window's events (as actor or target).
 
@@ -385,7 +388,7 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def clean_influence(events: Iterable[Event], config: InfluenceConfig, raw: Mapping[str, UserInfluence],
+def clean_influence(events: Iterable[Event] | EventColumns, config: InfluenceConfig, raw: Mapping[str, UserInfluence],
                     actor_weight: Mapping[str, float]) -> dict[str, float]:
     """Unrounded clean score (1..100) of every user in the events, flagged actors' engagement
     down-weighted by `actor_weight`, read on the RAW window's scale (`raw` = window_influence of the

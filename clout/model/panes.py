@@ -4,21 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from clout.model.events import Event
+from clout.model.columns import EventColumns, concat
 
 
 @dataclass(frozen=True)
 class Pane:
     """What an analysis gets: the window's events, and `slices`: every slice of the `context_ms`
-    before the window's end (the window's own included), by slice start."""
+    before the window's end (the window's own included), by slice start. Columns, canonical: the
+    same events give the same rows in the same order."""
 
     start_ms: int
     end_ms: int
-    events: list[Event]
-    slices: dict[int, list[Event]]
+    events: EventColumns
+    slices: dict[int, EventColumns]
     final: bool
     changed: bool  # False: a final pane with nothing new since the on-time pane
 
     @property
-    def context(self) -> list[Event]:
-        return [e for s in sorted(self.slices) for e in self.slices[s]]
+    def context(self) -> EventColumns:
+        return concat([self.slices[s] for s in sorted(self.slices)])

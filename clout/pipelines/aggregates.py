@@ -13,7 +13,6 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.transforms.window import TimestampedValue
 
-from clout.model.events import Event
 from clout.model.kinds import KIND_ORDER
 from clout.model.sharding import shard_of
 from clout.model.windows import WindowPolicy
@@ -31,23 +30,6 @@ ActivityByUser = dict[str, Activity]
 
 def new_activity() -> Activity:
     return [0] * ENGAGERS + [set()]
-
-
-def add_received(by_user: ActivityByUser, event: Event) -> None:
-    """The target's half of an event: one more `kind` received, and the actor as an engager."""
-    target = by_user.get(event.target)
-    if target is None:
-        target = by_user[event.target] = new_activity()
-    target[event.kind] += 1
-    target[ENGAGERS].add(event.actor)
-
-
-def add_sent(by_user: ActivityByUser, event: Event) -> None:
-    """The actor's half of an event: one more `kind` sent."""
-    actor = by_user.get(event.actor)
-    if actor is None:
-        actor = by_user[event.actor] = new_activity()
-    actor[SENT + event.kind] += 1
 
 
 def merge_into(into: ActivityByUser, other: ActivityByUser) -> None:
@@ -71,12 +53,25 @@ class PartialActivity(beam.DoFn):
 
     def process(self, batch: EventBatch) -> Iterator[TimestampedValue]:
         batch_id, events = batch
+        shards = self.shards
+        user_shard = [shard_of(name, shards) for name in events.names]
+        slices = (events.ts - events.ts % self.slice_ms).tolist()
         partials: dict[tuple[int, int], ActivityByUser] = {}
-        for event in events:
-            slice_start = event.ts - event.ts % self.slice_ms
-            add_received(partials.setdefault((slice_start, shard_of(event.target, self.shards)), {}), event)
-            add_sent(partials.setdefault((slice_start, shard_of(event.actor, self.shards)), {}), event)
-        earliest = min(event.ts for event in events)
+        names = events.names
+        for slice_start, actor, target, kind in zip(slices, events.actor.tolist(), events.target.tolist(),
+                                                    events.kind.tolist(), strict=True):
+            received = partials.setdefault((slice_start, user_shard[target]), {})
+            row = received.get(names[target])
+            if row is None:
+                row = received[names[target]] = new_activity()
+            row[kind] += 1
+            row[ENGAGERS].add(names[actor])
+            sent = partials.setdefault((slice_start, user_shard[actor]), {})
+            row = sent.get(names[actor])
+            if row is None:
+                row = sent[names[actor]] = new_activity()
+            row[SENT + kind] += 1
+        earliest = int(events.ts.min())
         for (slice_start, shard), by_user in partials.items():
             # Inside the slice (so in the same windows as its events) and not before the batch's timestamp.
             delta_id = (batch_id, slice_start, shard)

@@ -1,31 +1,46 @@
-"""Decode Kafka record batches into compact events; invalid records go to the dead-letter output."""
+"""Decode Kafka record batches into columns of events; invalid records go to the dead-letter output.
+
+Decoding is stateless (it spreads over workers as the source's partitions do); repeated event ids
+are dropped after it, keyed by partition (dedup.py), where a publisher's repeats land.
+"""
 
 from __future__ import annotations
 
-import uuid
-from collections import deque
 from collections.abc import Iterator
 from typing import NamedTuple
 
 import apache_beam as beam
+import numpy as np
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
-from clout.model.events import Event
+from clout.model.columns import EventColumns
 from clout.model.kinds import KIND_INDEX
 from clout.pipelines.source import RecordBatch
-from clout.pipelines.worker_memory import shared
 from clout.schemas import InvalidEvent, parse_event
 
 DEAD_LETTERS = "dead_letters"
 TOO_LATE = "too_late"  # DLQ reason for valid events that arrived beyond the allowed lateness
 
 
-class EventBatch(NamedTuple):
-    """Valid events of one Kafka batch; `batch_id` (topic, partition, first offset) names it."""
+BatchId = tuple[str, int, int]  # (topic, partition, first offset)
 
-    batch_id: tuple[str, int, int]
-    events: list[Event]
+
+class EventBatch(NamedTuple):
+    """Valid, first-seen events of one Kafka batch, as columns; `batch_id` names it."""
+
+    batch_id: BatchId
+    events: EventColumns
+
+
+class DecodedBatch(NamedTuple):
+    """Valid events of one Kafka batch before de-duplication: columns, each row's event id, and the
+    offset after the batch (so the next batch of the partition can tell it follows this one)."""
+
+    batch_id: BatchId
+    next_offset: int
+    events: EventColumns
+    event_ids: list[str]
 
 
 class DeadLetter(NamedTuple):
@@ -35,54 +50,18 @@ class DeadLetter(NamedTuple):
     source: str
 
 
-class RecentIds:
-    """Event ids seen within `horizon_ms` of event time: catches events published twice by mistake.
-
-    Bounded: ids older than the newest event time minus the horizon are forgotten, oldest first.
-    """
-
-    def __init__(self, horizon_ms: int) -> None:
-        self.horizon_ms = horizon_ms
-        self._ids: dict[str, int] = {}
-        self._order: deque[tuple[int, str]] = deque()
-        self._newest = 0
-
-    def seen(self, event_id: str, ts: int) -> bool:
-        if event_id in self._ids:
-            return True
-        self._ids[event_id] = ts
-        self._order.append((ts, event_id))
-        if ts > self._newest:
-            self._newest = ts
-            self._forget_before(ts - self.horizon_ms)
-        return False
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    def _forget_before(self, cutoff: int) -> None:
-        order, ids = self._order, self._ids
-        while order and order[0][0] < cutoff:
-            _, old = order.popleft()
-            ids.pop(old, None)
-
 
 class DecodeBatch(beam.DoFn):
-    """One batch in, one batch of valid, first-seen events out (the per-element cost stays low)."""
+    """One batch of records in, one batch of valid events (as columns) out; the per-element cost of
+    Beam is paid once per batch, not once per event."""
 
-    def __init__(self, dedup_horizon_ms: int = 3_600_000) -> None:
-        self.dedup_horizon_ms = dedup_horizon_ms
-        self.token = uuid.uuid4().hex
-        self.duplicates = Metrics.counter("clout.decode", "duplicates_dropped")
+    def __init__(self) -> None:
         self.valid = Metrics.counter("clout.decode", "events_valid")
         self.rejected = Metrics.counter("clout.decode", "events_rejected")
         self.late = Metrics.counter("clout.decode", "events_too_late")
 
-    def process(self, batch: RecordBatch) -> Iterator[EventBatch | pvalue.TaggedOutput]:
-        events: list[Event] = []
-        # Events are keyed by actor, so a record published twice lands in its original's partition;
-        # a partition's batches are decoded one at a time, in order, possibly by different instances.
-        recent = shared((self.token, batch.topic, batch.partition), lambda: RecentIds(self.dedup_horizon_ms))
+    def process(self, batch: RecordBatch) -> Iterator[DecodedBatch | pvalue.TaggedOutput]:
+        columns = _Columns()
         for record in batch.records:
             source = f"{batch.topic}/{batch.partition}@{record.offset}"
             try:
@@ -92,16 +71,42 @@ class DecodeBatch(beam.DoFn):
                 yield pvalue.TaggedOutput(DEAD_LETTERS, DeadLetter(record.value or b"", error.reason.value,
                                                                    error.detail, source))
                 continue
-            if recent.seen(event.event_id, event.ts):
-                self.duplicates.inc()
-                continue
             if record.late_by_ms:
                 self.late.inc()
                 detail = (f"event time {record.ts} is {record.late_by_ms} ms beyond the allowed lateness "
                           "behind its partition's watermark")
                 yield pvalue.TaggedOutput(DEAD_LETTERS, DeadLetter(record.value, TOO_LATE, detail, source))
                 continue
-            events.append(Event(event.ts, event.actor, event.target, KIND_INDEX[event.kind], event.platform))
-        self.valid.inc(len(events))
-        if events:
-            yield EventBatch((batch.topic, batch.partition, batch.records[0].offset), events)
+            columns.add(event.event_id, event.ts, event.actor, event.target, KIND_INDEX[event.kind], event.platform)
+        self.valid.inc(len(columns.ids))
+        if batch.records:
+            batch_id = (batch.topic, batch.partition, batch.records[0].offset)
+            yield DecodedBatch(batch_id, batch.records[-1].offset + 1, columns.build(), columns.ids)
+
+
+class _Columns:
+    """Grows one batch's columns, interning accounts and platforms as they come."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.ts: list[int] = []
+        self.actor: list[int] = []
+        self.target: list[int] = []
+        self.kind: list[int] = []
+        self.platform: list[int] = []
+        self.names: dict[str, int] = {}
+        self.platforms: dict[str, int] = {}
+
+    def add(self, event_id: str, ts: int, actor: str, target: str, kind: int, platform: str) -> None:
+        names, platforms = self.names, self.platforms
+        self.ids.append(event_id)
+        self.ts.append(ts)
+        self.actor.append(names.setdefault(actor, len(names)))
+        self.target.append(names.setdefault(target, len(names)))
+        self.kind.append(kind)
+        self.platform.append(platforms.setdefault(platform, len(platforms)))
+
+    def build(self) -> EventColumns:
+        return EventColumns(np.asarray(self.ts, np.int64), np.asarray(self.actor, np.int32),
+                            np.asarray(self.target, np.int32), np.asarray(self.kind, np.int8),
+                            np.asarray(self.platform, np.int16), list(self.names), list(self.platforms) or [""])

@@ -10,6 +10,7 @@ from apache_beam.metrics import Metrics
 from kafka import KafkaProducer
 
 from clout.pipelines.decode import DEAD_LETTERS, DeadLetter, DecodeBatch
+from clout.pipelines.dedup import DropRepeats
 from clout.pipelines.source import KafkaSource, SourceConfig
 
 
@@ -40,10 +41,13 @@ class WriteDeadLetters(beam.DoFn):
 
 
 class ReadInteractions(beam.PTransform):
-    """Reads every partition, decodes and validates; emits lists of `Event`, one per Kafka batch."""
+    """Reads every partition, decodes and validates, drops repeated event ids; emits one `EventBatch`
+    (events as columns) per Kafka batch."""
 
-    def __init__(self, config: SourceConfig, dlq_topic: str, freshness_s: float = 1.0) -> None:
+    def __init__(self, config: SourceConfig, dlq_topic: str, freshness_s: float = 1.0,
+                 single_worker: bool = False) -> None:
         super().__init__()
+        self.single_worker = single_worker
         self.config = config
         self.dlq_topic = dlq_topic
         self.freshness_s = freshness_s
@@ -54,8 +58,13 @@ class ReadInteractions(beam.PTransform):
             | "ReadKafka" >> ReadFromUnboundedSource(KafkaSource(self.config), poll_interval=0.2,
                                                       max_records_per_bundle=100,
                                                       max_read_time_seconds=self.freshness_s)
-            | "Decode" >> beam.ParDo(DecodeBatch(self.config.dedup_horizon_ms)).with_outputs(
-                DEAD_LETTERS, main="events")
+            | "Decode" >> beam.ParDo(DecodeBatch()).with_outputs(DEAD_LETTERS, main="events")
         )
         _ = decoded[DEAD_LETTERS] | "DeadLetter" >> beam.ParDo(WriteDeadLetters(self.config.client, self.dlq_topic))
-        return decoded.events
+        return (
+            decoded.events
+            | "ByPartition" >> beam.Map(lambda batch: (f"{batch.batch_id[0]}/{batch.batch_id[1]}", batch))
+            # Typed so Beam picks a deterministic key coder for the state key.
+            | "DropRepeats" >> beam.ParDo(DropRepeats(self.config.dedup_horizon_ms, self.single_worker))
+            .with_input_types(tuple[str, Any])
+        )

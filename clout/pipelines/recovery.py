@@ -11,10 +11,8 @@ their events in the replay, so the sink skips them (the "replay horizon").
 
 from __future__ import annotations
 
-import threading
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
@@ -27,7 +25,6 @@ from apache_beam.utils.timestamp import Timestamp
 from kafka import KafkaConsumer, TopicPartition
 
 from clout.model.windows import WindowPolicy
-from clout.pipelines.worker_memory import shared
 from clout.store.client import RedisTarget
 from clout.store.layout import KeyLayout
 
@@ -115,12 +112,12 @@ def _check_same_policy(progress: dict[str, str], policy: WindowPolicy, group: st
                          "use another --group, or --reset to recompute from the start")
 
 
-@dataclass
-class _SealMemo:
-    """This worker's (known deadlines, last fired) and the lock every reader and writer holds."""
-
-    value: tuple[set[int], int | None] | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
+# Sets the field only forward: whichever worker or thread seals last, sealed_ms never moves back.
+_SEAL_FORWARD = """
+local current = tonumber(redis.call('HGET', KEYS[1], 'sealed_ms') or '-1')
+if tonumber(ARGV[1]) > current then redis.call('HSET', KEYS[1], 'sealed_ms', ARGV[1]) end
+return 1
+"""
 
 
 class SealWindows(beam.DoFn):
@@ -128,8 +125,9 @@ class SealWindows(beam.DoFn):
 
     Runs on one key in the global window. An event-time timer fires when everything before it,
     including the sink's writes, is done; the next pending deadline is then armed, so the timer
-    never loops on its own. State is append-only (see sink.AccumulateAndWrite for why): one entry per
-    distinct window deadline and per firing.
+    never loops on its own. State is append-only (see sink.AccumulateAndWrite for why) and small —
+    one entry per distinct window deadline and per firing — so it is read afresh every time: nothing
+    here depends on a worker's memory.
     """
 
     DEADLINES = BagStateSpec("deadlines", VarIntCoder())
@@ -140,47 +138,38 @@ class SealWindows(beam.DoFn):
         self.target = target
         self.key = key
         self.lateness_ms = lateness_ms
-        self.memo_token = uuid.uuid4().hex
 
     def setup(self) -> None:
         self.client = self.target.connect()
+        self.seal_forward = self.client.register_script(_SEAL_FORWARD)
+
+    def start_bundle(self) -> None:
+        self.added: set[int] = set()  # deadlines this bundle appended (its own reads may not show them)
 
     def process(self, element: tuple[str, int], deadlines: Any = beam.DoFn.StateParam(DEADLINES),
                 fired: Any = beam.DoFn.StateParam(FIRED), seal: Any = beam.DoFn.TimerParam(SEAL)) -> Iterator[None]:
         deadline = element[1] + self.lateness_ms
-        with self._memo().lock:
-            known, last_fired = self._state(deadlines, fired)
-            if deadline not in known:
-                deadlines.add(deadline)
-                known.add(deadline)
-                self._arm(seal, known, last_fired)
+        if deadline in self.added:
+            return iter(())
+        known = set(deadlines.read()) | self.added
+        if deadline not in known:
+            deadlines.add(deadline)
+            self.added.add(deadline)
+            known.add(deadline)
+            self._arm(seal, known, max(fired.read(), default=None))
         return iter(())
 
     @on_timer(SEAL)
     def sealed(self, when: Any = beam.DoFn.TimestampParam, deadlines: Any = beam.DoFn.StateParam(DEADLINES),
                fired: Any = beam.DoFn.StateParam(FIRED), seal: Any = beam.DoFn.TimerParam(SEAL)) -> Iterator[None]:
         fired_ms = when.micros // 1000
-        with self._memo().lock:  # so sealed_ms in Redis only ever moves forward
-            known, last_fired = self._state(deadlines, fired)
-            if last_fired is not None and fired_ms <= last_fired:
-                return iter(())
-            self.client.hset(self.key, "sealed_ms", fired_ms)
-            fired.add(fired_ms)
-            self._memo().value = (known, fired_ms)
-            self._arm(seal, known, fired_ms)
+        last_fired = max(fired.read(), default=None)
+        if last_fired is not None and fired_ms <= last_fired:
+            return iter(())
+        self.seal_forward(keys=[self.key], args=[fired_ms])
+        fired.add(fired_ms)
+        self._arm(seal, set(deadlines.read()), fired_ms)
         return iter(())
-
-    def _state(self, deadlines: Any, fired: Any) -> tuple[set[int], int | None]:
-        """(known deadlines, last fired), read back from state only when this worker process holds
-        no memo of them (Prism state reads are slow); the memo is shared as in the sink, so callers
-        hold its lock: Prism may run a timer and a bundle of the same key on two threads at once."""
-        memo = self._memo()
-        if memo.value is None:
-            memo.value = (set(deadlines.read()), max(fired.read(), default=None))
-        return memo.value
-
-    def _memo(self) -> _SealMemo:
-        return shared(self.memo_token, _SealMemo)
 
     @staticmethod
     def _arm(seal: Any, deadlines: set[int], last_fired: int | None) -> None:

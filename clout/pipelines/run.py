@@ -67,16 +67,24 @@ def build_pipeline(pipeline: beam.Pipeline, settings: Settings, config: RunConfi
         lateness_ms=config.policy.lateness_s * 1000,
         idle_after_s=config.idle_after_s, stop_when_idle_s=config.stop_when_idle_s,
         dedup_horizon_ms=int(config.dedup_horizon_s * 1000))
-    events = pipeline | "ReadInteractions" >> ReadInteractions(source, settings.dlq_topic)
+    single = single_worker(config.beam_args)
+    events = pipeline | "ReadInteractions" >> ReadInteractions(source, settings.dlq_topic, single_worker=single)
     counts = events | "EngagementCounts" >> EngagementCounts(config.policy, config.shards)
     written = counts | "WriteWindowTotals" >> WriteWindowTotals(
-        redis_target, layout, config.policy, settings.retention_seconds, plan.horizon_ms)
+        redis_target, layout, config.policy, settings.retention_seconds, plan.horizon_ms, single_worker=single)
     results = ResultsConfig(redis_target, layout, config.influence, config.policy, settings.retention_seconds,
                             config.thresholds, settings.kafka_client_config(), settings.flags_topic, config.shards)
     analysed = events | "WindowGraphs" >> WindowGraphs(config.policy, config.context_ms, plan.horizon_ms,
-                                                       WindowResultsFactory(results))
+                                                       WindowResultsFactory(results), single_worker=single)
     _ = ((written, analysed) | "WindowEnds" >> beam.Flatten()
          | "RecordProgress" >> RecordProgress(redis_target, layout, settings.group, config.policy))
+
+
+def single_worker(beam_args: Sequence[str]) -> bool:
+    """Whether the runner runs all Python in one worker process for the job's life (Prism, the default,
+    whatever its options): its caches of keyed state are then complete by construction (state_cache.py)."""
+    runners = [a.split("=", 1)[1] for a in beam_args if a.startswith("--runner=")]
+    return not runners or runners[-1] in ("PrismRunner", "prism")
 
 
 def pipeline_options(settings: Settings, beam_args: Sequence[str]) -> PipelineOptions:

@@ -6,11 +6,11 @@ Redis is fresh while the window is open, and a user touched by many deltas of a 
 once, in one pipelined round trip for the whole bundle.
 
 Lateness is decided at the source (events beyond the allowed lateness are dead-lettered there), so
-every delta that reaches this step counts. An event-time timer at the window's end + lateness only
-garbage-collects the state; the worker's in-memory totals outlive it, so a delta that reaches a
-closed window late through processing lag (a runner may move the watermark before this step has
-drained its input) is still added. Only when no worker holds the totals any more is such a delta
-left out, counted in `deltas_after_close_dropped`, rather than written as a partial result.
+every delta that reaches this step counts. An event-time timer only garbage-collects the state, a
+grace period after the window's end + lateness: a delta that reaches the window late through
+processing lag (a runner may move the watermark before this step has drained its input) is still
+added. A delta after that is left out, counted in `deltas_after_close_dropped`, rather than written
+as a partial result.
 
 Idempotent and replay-safe: every write sets a value (never increments), so a re-run or a restart
 that recomputes a window overwrites it with the same result.
@@ -18,15 +18,14 @@ that recomputes a window overwrites it with the same result.
 
 from __future__ import annotations
 
-import threading
 import uuid
-from collections import OrderedDict
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import apache_beam as beam
 import orjson
-from apache_beam.coders import BooleanCoder, PickleCoder
+from apache_beam.coders import BooleanCoder, PickleCoder, VarIntCoder
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import BagStateSpec, TimerSpec, on_timer
@@ -35,15 +34,36 @@ from apache_beam.utils.timestamp import Timestamp
 from clout.model.kinds import KIND_ORDER
 from clout.model.windows import WindowPolicy, window_id
 from clout.pipelines.aggregates import ENGAGERS, SENT, Activity, ActivityByUser, merge_into
-from clout.pipelines.worker_memory import shared
+from clout.pipelines.state_cache import Receipts, cache_for, digest
 from clout.store.client import RedisTarget
 from clout.store.layout import KeyLayout
 
 # (window start ms, shard); a delta is (its id, what it adds)
 WindowShard = tuple[int, int]
 Delta = tuple[Any, ActivityByUser]
-_MAX_MEMO_KEYS = 50_000
-Memo = OrderedDict[WindowShard, tuple[set[Any], ActivityByUser]]
+CLOSE_GRACE_MS = 3_600_000  # state outlives end + lateness by this much event time, for processing lag
+
+
+@dataclass
+class _Totals:
+    """A window shard's running totals: what its deltas in state add up to."""
+
+    closed: bool = False
+    ids: set[Any] = field(default_factory=set)
+    by_user: ActivityByUser = field(default_factory=dict)
+
+    @classmethod
+    def from_state(cls, deltas: Any, closed: Any) -> _Totals:
+        totals = cls(closed=any(closed.read()))
+        if not totals.closed:
+            for delta_id, delta in deltas.read():
+                if delta_id not in totals.ids:
+                    totals.add(delta_id, delta)
+        return totals
+
+    def add(self, delta_id: Any, delta: ActivityByUser) -> None:
+        self.ids.add(delta_id)
+        merge_into(self.by_user, delta)
 
 
 def activity_json(activity: Activity) -> bytes:
@@ -63,66 +83,81 @@ class AccumulateAndWrite(beam.DoFn):
     """Adds each delta to its window's totals and writes the touched users; emits the window end (ms)
     of every write, for progress tracking.
 
-    State is append-only bags: the Python SDK commits a value-state write as clear + append without
-    ordering the two, and Prism can apply them out of order, losing the value. Deltas carry an id
-    (a replayed delta is merged once); the running totals live in worker memory, shared by every
-    instance of this DoFn in the process (a runner processes one key in one bundle at a time, but
-    successive bundles of a key may go to different instances), and are rebuilt from the bag only
-    when the worker does not hold them.
+    State is the truth: append-only bags of the deltas and of their receipts (the Python SDK commits a
+    value-state write as clear + append without ordering the two, and Prism can apply them out of
+    order). Deltas carry an id, so a replayed delta is merged once. The running totals are a cache of
+    the merged deltas, checked against the receipts before every use (see state_cache.py): a worker
+    that does not hold exactly the state's deltas rebuilds them from the bag.
     """
 
     DELTAS = BagStateSpec("deltas", PickleCoder())
+    RECEIPTS = BagStateSpec("receipts", VarIntCoder())
     CLOSED = BagStateSpec("closed", BooleanCoder())
     CLOSE = TimerSpec("close", TimeDomain.WATERMARK)
     FORGET = TimerSpec("forget", TimeDomain.WATERMARK)
 
     def __init__(self, target: RedisTarget, layout: KeyLayout, policy: WindowPolicy, retention_s: int,
-                 horizon_ms: int | None) -> None:
+                 horizon_ms: int | None, grace_ms: int = CLOSE_GRACE_MS, single_worker: bool = False) -> None:
         self.target = target
+        self.single_worker = single_worker
         self.layout = layout
         self.size_ms = policy.size_ms
-        self.lateness_ms = policy.lateness_s * 1000
+        self.close_after_ms = policy.lateness_s * 1000 + grace_ms
         self.retention_s = retention_s
         self.horizon_ms = horizon_ms
-        self.memo_token = uuid.uuid4().hex  # names this transform's memo in the worker's shared memory
+        self.cache_token = uuid.uuid4().hex  # names this transform's cache in the worker process
         self.users_written = Metrics.counter("clout.sink", "users_written")
         self.late_dropped = Metrics.counter("clout.sink", "deltas_after_close_dropped")
         self.panes_skipped = Metrics.counter("clout.sink", "deltas_before_replay_horizon")
 
     def setup(self) -> None:
         self.client = self.target.connect()
-        self.memo_lock, self.memo = shared(self.memo_token, lambda: (threading.Lock(), Memo()))
+        self.cache = cache_for(self.cache_token, self.single_worker)
         self.reported_ends: set[int] = set()
-        self.touched: dict[WindowShard, tuple[ActivityByUser, set[str]]] = {}
+        self.touched: dict[WindowShard, tuple[_Totals, set[str]]] = {}
 
     def start_bundle(self) -> None:
         self.touched = {}
 
     def process(self, element: tuple[WindowShard, Delta], deltas: Any = beam.DoFn.StateParam(DELTAS),
-                closed: Any = beam.DoFn.StateParam(CLOSED), close: Any = beam.DoFn.TimerParam(CLOSE)) -> Iterator[int]:
+                receipts: Any = beam.DoFn.StateParam(RECEIPTS), closed: Any = beam.DoFn.StateParam(CLOSED),
+                close: Any = beam.DoFn.TimerParam(CLOSE)) -> Iterator[int]:
         key, (delta_id, delta) = element
         start_ms = key[0]
         end_ms = start_ms + self.size_ms
         if self.horizon_ms is not None and start_ms < self.horizon_ms:
             self.panes_skipped.inc()  # a restart replays only part of this window: its stored result stands
             return
-        with self.memo_lock:  # one key's deltas are merged and written in one order, whatever the threads
-            window_totals = self._totals(key, delta_id, delta, deltas, closed)
-            if window_totals is None:
+        with self.cache.holding(key, lambda: Receipts.of(receipts.read()),
+                                lambda: _Totals.from_state(deltas, closed)) as entry:
+            totals: _Totals = entry.value
+            if totals.closed:
                 self.late_dropped.inc()
                 return
-            self.touched.setdefault(key, (window_totals, set()))[1].update(delta)
-        close.set(Timestamp(micros=(end_ms + self.lateness_ms) * 1000))
+            if delta_id not in totals.ids:
+                totals.add(delta_id, delta)
+                deltas.add((delta_id, delta))
+                receipt = digest(delta_id)
+                receipts.add(receipt)
+                entry.receipts = entry.receipts.plus(receipt)
+            self.touched.setdefault(key, (totals, set()))[1].update(delta)
+        close.set(Timestamp(micros=(end_ms + self.close_after_ms) * 1000))
         if end_ms not in self.reported_ends:  # progress needs each window end once, not once per delta
             self.reported_ends.add(end_ms)
             yield end_ms
 
     @on_timer(CLOSE)
-    def close_window(self, fired: Any = beam.DoFn.TimestampParam,
-                     deltas: Any = beam.DoFn.StateParam(DELTAS), closed: Any = beam.DoFn.StateParam(CLOSED),
+    def close_window(self, key: Any = beam.DoFn.KeyParam, fired: Any = beam.DoFn.TimestampParam,
+                     deltas: Any = beam.DoFn.StateParam(DELTAS), receipts: Any = beam.DoFn.StateParam(RECEIPTS),
+                     closed: Any = beam.DoFn.StateParam(CLOSED),
                      forget: Any = beam.DoFn.TimerParam(FORGET)) -> Iterator[int]:
         deltas.clear()
+        receipts.clear()
         closed.add(True)
+        entry = self.cache.peek(key)
+        if entry is not None:  # the copy follows the state: closed, nothing held
+            with entry.lock:
+                entry.value, entry.receipts = _Totals(closed=True), Receipts()
         forget.set(Timestamp(micros=fired.micros + self.retention_s * 1_000_000))
         return iter(())
 
@@ -131,43 +166,20 @@ class AccumulateAndWrite(beam.DoFn):
         closed.clear()
         return iter(())
 
-    def _totals(self, key: WindowShard, delta_id: Any, delta: ActivityByUser, deltas: Any,
-                closed: Any) -> ActivityByUser | None:
-        """The window's totals with this delta added, or None when the window is closed.
-
-        State is only appended to on the hot path: Prism serves every state read from the runner
-        (no cache tokens), which costs milliseconds. The worker's memo is authoritative while it
-        holds the key; without it (a new worker, an evicted key) the totals are rebuilt from state.
-        """
-        memo = self.memo.pop(key, None)
-        if memo is None:
-            if any(closed.read()):
-                return None
-            memo = (set(), {})
-            for old_id, old_delta in deltas.read():
-                if old_id not in memo[0]:
-                    memo[0].add(old_id)
-                    merge_into(memo[1], old_delta)
-        if delta_id not in memo[0]:
-            memo[0].add(delta_id)
-            merge_into(memo[1], delta)
-            deltas.add((delta_id, delta))
-        self.memo[key] = memo
-        while len(self.memo) > _MAX_MEMO_KEYS:
-            self.memo.popitem(last=False)
-        return memo[1]
-
     def finish_bundle(self) -> None:
         """Writes the touched users' current totals; the bundle (and the window ends it emitted for
         progress) is not done until they are in Redis."""
         if not self.touched:
             return
-        with self.memo_lock:  # current totals, written under the lock: never an older total after a newer one
+        with self.cache.write_lock:  # current totals, never an older total written after a newer one
             by_window: dict[int, ActivityByUser] = {}
-            for key, (totals, users) in self.touched.items():
-                memo = self.memo.get(key)
-                current = memo[1] if memo is not None else totals
-                by_window.setdefault(key[0], {}).update({user: current[user] for user in users})
+            for key, (seen, users) in self.touched.items():
+                entry = self.cache.peek(key)
+                current = entry.value if entry is not None and entry.value is not None else seen
+                if current.closed:
+                    continue
+                by_window.setdefault(key[0], {}).update(
+                    {user: current.by_user.get(user) or seen.by_user[user] for user in users})
             self._write(by_window)
         self.touched = {}
 
@@ -199,9 +211,9 @@ class WriteWindowTotals(beam.PTransform):
     """((window start, shard), delta) -> running totals -> Redis; emits the end of each written window."""
 
     def __init__(self, target: RedisTarget, layout: KeyLayout, policy: WindowPolicy, retention_s: int,
-                 horizon_ms: int | None) -> None:
+                 horizon_ms: int | None, single_worker: bool = False) -> None:
         super().__init__()
-        self.write = AccumulateAndWrite(target, layout, policy, retention_s, horizon_ms)
+        self.write = AccumulateAndWrite(target, layout, policy, retention_s, horizon_ms, single_worker=single_worker)
 
     def expand(self, deltas: beam.PCollection) -> beam.PCollection:
         # Typed so Beam picks a deterministic key coder: state is keyed by the encoded (start, shard).

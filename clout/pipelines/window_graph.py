@@ -2,7 +2,7 @@
 
 Influence (PageRank) and the anomaly detectors need a whole window's events, and some need more:
 bot-likeness looks at a day of an actor's activity, bursts compare a window with earlier ones. So
-this step gathers events by slice (one window period) on a single key and keeps `context` of event
+this step gathers events by slice (one window period), as columns, and keeps `context` of event
 time behind every window it still has to analyse. Each slice is held once, not once per window.
 
 Panes, as Beam's default trigger gives them: an on-time pane when the watermark passes a window's
@@ -11,83 +11,107 @@ recomputed only when late data arrived in between. Every pane is a pure function
 events and its context, so a restart that replays them (see recovery.py: the read starts
 `context` earlier than the oldest open window) writes exactly the same results.
 
-State is append-only bags, as in sink.py; the slices live in worker memory, shared by the DoFn's
-instances, and are rebuilt from the bags only when the worker does not hold them. Bags rotate:
-a slice goes to bag (slice // span) % 4, and a bag is cleared once all its slices are older than
-anything still needed. A cleared bag is written again only two spans later, so a clear and an
-append never meet in one bundle (Prism may reorder the two).
+State is the truth: the chunks and a record of every pane written are appended to rotating bags
+(a chunk to bag (slice // span) % 4, a pane record to its window's), each with a receipts bag beside
+it; a bag is cleared once all it holds is older than anything still needed, and written again only
+two spans later, so a clear and an append never meet in one bundle (Prism may reorder the two). The
+slices in worker memory are a cache checked against the receipts (state_cache.py), rebuilt from the
+bags whenever they differ; so are the analysis's own derived structures (`_Slices.derived`).
 """
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.coders import PickleCoder
+import numpy as np
+from apache_beam.coders import PickleCoder, VarIntCoder
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import BagStateSpec, TimerSpec, on_timer
 from apache_beam.transforms.window import GlobalWindows, TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
-from clout.model.events import Event
+from clout.model.columns import EventColumns, concat
 from clout.model.panes import Pane
 from clout.model.windows import WindowPolicy
 from clout.pipelines.decode import EventBatch
-from clout.pipelines.worker_memory import shared
+from clout.pipelines.state_cache import Receipts, cache_for, digest
 
 N_BAGS = 4
 GRAPH_KEY = "graph"
 # (batch id, slice start): names a chunk so a replayed chunk is held once
 ChunkId = tuple[Any, int]
-Chunk = tuple[ChunkId, int, list[Event]]
+Chunk = tuple[ChunkId, int, EventColumns]
+_PANE = "pane"  # first field of a pane record in a bag: (_PANE, window start, final)
 
-
-
-
-# Analyses a pane and writes its results; returns a summary (for the log and the tests).
-Analyse = Callable[[Pane], dict[str, int]]
+# Analyses a pane and writes its results; returns a summary (for the log and the tests). The dict is
+# the analysis's own cache for this key, emptied whenever the slices are rebuilt from state.
+Analyse = Callable[[Pane, dict[str, Any]], dict[str, int]]
 
 
 @dataclass
 class _Slices:
-    """The worker's copy of the events by slice and the windows' progress."""
+    """The worker's copy of the events by slice and the windows' progress, as state holds them."""
 
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    loaded: bool = False
-    events: dict[int, list[Event]] = field(default_factory=dict)
+    events: dict[int, list[EventColumns]] = field(default_factory=dict)
     chunk_ids: dict[int, set[ChunkId]] = field(default_factory=dict)
     dirty: set[int] = field(default_factory=set)  # window starts with events not yet in a pane
     on_time: set[int] = field(default_factory=set)  # window starts whose on-time pane is written
     final: set[int] = field(default_factory=set)  # window starts whose final pane is written
     floor_ms: int = -(2**62)  # slices before this are forgotten
+    bag_receipts: list[Receipts] = field(default_factory=lambda: [Receipts()] * N_BAGS)
+    derived: dict[str, Any] = field(default_factory=dict)
+    canonical: dict[int, EventColumns] = field(default_factory=dict)  # slice start -> its merged chunks
 
-    def add(self, chunk_id: ChunkId, slice_start: int, events: list[Event]) -> bool:
+    def add(self, chunk_id: ChunkId, slice_start: int, events: EventColumns) -> bool:
         ids = self.chunk_ids.setdefault(slice_start, set())
         if chunk_id in ids:
             return False
         ids.add(chunk_id)
-        self.events.setdefault(slice_start, []).extend(events)
+        self.events.setdefault(slice_start, []).append(events)
+        self.canonical.pop(slice_start, None)
         return True
 
-    def between(self, start_ms: int, end_ms: int) -> list[Event]:
-        return [e for s in sorted(self.events) if start_ms <= s < end_ms for e in self.events[s]]
+    def slice(self, slice_start: int) -> EventColumns:
+        """One slice's events, canonical (sorted names, rows in a fixed order) whatever the chunks' order."""
+        merged = self.canonical.get(slice_start)
+        if merged is None:
+            merged = self.canonical[slice_start] = _canonical(concat(self.events.get(slice_start, [])))
+        return merged
 
-    def slices_between(self, start_ms: int, end_ms: int) -> dict[int, list[Event]]:
-        """The slices themselves (copies of the lists: more events may reach a slice later)."""
-        return {s: list(events) for s, events in self.events.items() if start_ms <= s < end_ms}
+    def between(self, start_ms: int, end_ms: int, slice_ms: int) -> EventColumns:
+        return _canonical(concat([self.slice(s) for s in range(start_ms, end_ms, slice_ms) if s in self.events]))
+
+    def slices_between(self, start_ms: int, end_ms: int) -> dict[int, EventColumns]:
+        return {s: self.slice(s) for s in sorted(self.events) if start_ms <= s < end_ms}
 
     def forget_before(self, cutoff_ms: int) -> None:
         for slice_start in [s for s in self.events if s < cutoff_ms]:
             del self.events[slice_start]
             del self.chunk_ids[slice_start]
+            self.canonical.pop(slice_start, None)
         for starts in (self.on_time, self.final, self.dirty):
             starts.difference_update({w for w in starts if w < cutoff_ms})
         self.floor_ms = max(self.floor_ms, cutoff_ms)
+
+
+def _receipt(item: tuple[Any, ...]) -> int:
+    """A bag item's receipt: its chunk id, or the whole pane record."""
+    return digest(item if item[0] == _PANE else item[0])
+
+
+def _canonical(events: EventColumns) -> EventColumns:
+    """Rows sorted by (ts, actor, target, kind, platform): the same events give the same columns in
+    the same order, so every floating-point result is the same bit for bit."""
+    if len(events) < 2:
+        return events
+    order = np.lexsort((events.platform, events.kind, events.target, events.actor, events.ts))
+    return EventColumns(events.ts[order], events.actor[order], events.target[order], events.kind[order],
+                        events.platform[order], events.names, events.platforms)
 
 
 class AnalyseWindows(beam.DoFn):
@@ -97,41 +121,46 @@ class AnalyseWindows(beam.DoFn):
 
     DUE = TimerSpec("due", TimeDomain.WATERMARK)
     BAG0, BAG1, BAG2, BAG3 = (BagStateSpec(f"slices{i}", PickleCoder()) for i in range(N_BAGS))
+    RCPT0, RCPT1, RCPT2, RCPT3 = (BagStateSpec(f"receipts{i}", VarIntCoder()) for i in range(N_BAGS))
 
     def __init__(self, policy: WindowPolicy, context_ms: int, horizon_ms: int | None,
-                 analyse_factory: Callable[[], Analyse]) -> None:
+                 analyse_factory: Callable[[], Analyse], single_worker: bool = False) -> None:
         self.policy = policy
+        self.single_worker = single_worker
         self.context_ms = max(context_ms, policy.size_ms)
         self.horizon_ms = horizon_ms
         self.analyse_factory = analyse_factory
-        self.memo_token = uuid.uuid4().hex
+        self.cache_token = uuid.uuid4().hex
         self.keep_ms = self.context_ms + policy.size_ms + policy.lateness_s * 1000 + policy.slice_ms
         # One bag spans `keep`: at most three are in use, and a cleared bag is next written two spans later.
         self.bag_span_ms = self.keep_ms - self.keep_ms % policy.slice_ms + policy.slice_ms
         self.panes = Metrics.counter("clout.graph", "panes_written")
         self.late_chunks = Metrics.counter("clout.graph", "chunks_after_final")
         self.dropped_chunks = Metrics.counter("clout.graph", "chunks_after_forget_dropped")
+        self.rebuilds = Metrics.counter("clout.graph", "cache_rebuilds")
 
     def setup(self) -> None:
         self.analyse = self.analyse_factory()
+        self.cache = cache_for(self.cache_token, self.single_worker, max_keys=4)
 
     def teardown(self) -> None:
         close = getattr(getattr(self, "analyse", None), "close", None)
         if close is not None:
             close()  # the analysis's Redis and Kafka clients
 
-    def process(self, element: tuple[str, Chunk], due: Any = beam.DoFn.TimerParam(DUE),
+    def process(self, element: tuple[str, Chunk], key: Any = beam.DoFn.KeyParam, due: Any = beam.DoFn.TimerParam(DUE),
                 bag0: Any = beam.DoFn.StateParam(BAG0), bag1: Any = beam.DoFn.StateParam(BAG1),
-                bag2: Any = beam.DoFn.StateParam(BAG2), bag3: Any = beam.DoFn.StateParam(BAG3)) -> Iterator[None]:
+                bag2: Any = beam.DoFn.StateParam(BAG2), bag3: Any = beam.DoFn.StateParam(BAG3),
+                rcpt0: Any = beam.DoFn.StateParam(RCPT0), rcpt1: Any = beam.DoFn.StateParam(RCPT1),
+                rcpt2: Any = beam.DoFn.StateParam(RCPT2), rcpt3: Any = beam.DoFn.StateParam(RCPT3)) -> Iterator[None]:
         chunk_id, slice_start, events = element[1]
-        bag_list = [bag0, bag1, bag2, bag3]
-        memo = self._memo()
-        with memo.lock:
-            self._load(memo, bag_list)
+        bags, receipts = (bag0, bag1, bag2, bag3), (rcpt0, rcpt1, rcpt2, rcpt3)
+        with self._holding(key, bags, receipts) as entry:
+            memo: _Slices = entry.value
             if slice_start < memo.floor_ms:
                 self.dropped_chunks.inc()  # its windows were analysed and forgotten long ago
             elif memo.add(chunk_id, slice_start, events):
-                bag_list[self._bag_of(slice_start)].add((chunk_id, slice_start, events))
+                self._append(entry, bags, receipts, self._bag_of(slice_start), (chunk_id, slice_start, events))
                 touched = self._own_windows(slice_start)
                 memo.dirty.update(touched)
                 if touched & memo.final:
@@ -140,33 +169,90 @@ class AnalyseWindows(beam.DoFn):
         return iter(())
 
     @on_timer(DUE)
-    def fire(self, when: Any = beam.DoFn.TimestampParam, due: Any = beam.DoFn.TimerParam(DUE),
+    def fire(self, key: Any = beam.DoFn.KeyParam, when: Any = beam.DoFn.TimestampParam,
+             due: Any = beam.DoFn.TimerParam(DUE),
              bag0: Any = beam.DoFn.StateParam(BAG0), bag1: Any = beam.DoFn.StateParam(BAG1),
-             bag2: Any = beam.DoFn.StateParam(BAG2), bag3: Any = beam.DoFn.StateParam(BAG3)) -> Iterator[int]:
-        bag_list = [bag0, bag1, bag2, bag3]
+             bag2: Any = beam.DoFn.StateParam(BAG2), bag3: Any = beam.DoFn.StateParam(BAG3),
+             rcpt0: Any = beam.DoFn.StateParam(RCPT0), rcpt1: Any = beam.DoFn.StateParam(RCPT1),
+             rcpt2: Any = beam.DoFn.StateParam(RCPT2), rcpt3: Any = beam.DoFn.StateParam(RCPT3)) -> Iterator[int]:
+        bags, receipts = (bag0, bag1, bag2, bag3), (rcpt0, rcpt1, rcpt2, rcpt3)
         now = when.micros // 1000
-        memo = self._memo()
-        with memo.lock:
-            self._load(memo, bag_list)
+        with self._holding(key, bags, receipts) as entry:
+            memo: _Slices = entry.value
             written = self._windows_due(memo, now)
             for start in written:
-                self._write_pane(memo, start, now)
-            self._forget(memo, now, bag_list)
+                final = self._write_pane(memo, start, now)
+                self._append(entry, bags, receipts, self._bag_of(start), (_PANE, start, final))
+            self._forget(memo, now, bags, receipts, entry)
             self._arm(memo, due)
         # Window ends go on to progress tracking, which must not seal a window before its final pane.
         return iter(start + self.policy.size_ms for start in written)
 
-    def _write_pane(self, memo: _Slices, start: int, now: int) -> None:
+    # --- state ------------------------------------------------------------------------------------
+
+    def _holding(self, key: Any, bags: tuple[Any, ...], receipts: tuple[Any, ...]) -> Any:
+        return self.cache.holding(key, lambda: Receipts.of(d for bag in receipts for d in bag.read()),
+                                  lambda: self._rebuild(bags))
+
+    def _append(self, entry: Any, bags: tuple[Any, ...], receipts: tuple[Any, ...], bag: int, item: Any) -> None:
+        receipt = _receipt(item)
+        bags[bag].add(item)
+        receipts[bag].add(receipt)
+        entry.receipts = entry.receipts.plus(receipt)
+        memo: _Slices = entry.value
+        memo.bag_receipts[bag] = memo.bag_receipts[bag].plus(receipt)
+
+    def _rebuild(self, bags: tuple[Any, ...]) -> _Slices:
+        """The slices and the windows' progress from state, when this process does not hold exactly them."""
+        self.rebuilds.inc()
+        memo = _Slices()
+        panes = []
+        for i, bag in enumerate(bags):
+            for item in bag.read():
+                memo.bag_receipts[i] = memo.bag_receipts[i].plus(_receipt(item))
+                if item[0] == _PANE:
+                    panes.append(item[1:])
+                elif memo.add(item[0], item[1], item[2]):
+                    memo.dirty.update(self._own_windows(item[1]))
+        for start, final in sorted(panes):  # a pane's record follows the chunks it saw: replay in order
+            memo.on_time.add(start)
+            if final:
+                memo.final.add(start)
+        # Chunks that reached a window after its last pane keep it dirty: unknowable here, so a window
+        # with a final pane is taken as clean and one without is recomputed at its next deadline.
+        memo.dirty.difference_update(memo.final)
+        return memo
+
+    def _forget(self, memo: _Slices, now: int, bags: tuple[Any, ...], receipts: tuple[Any, ...], entry: Any) -> None:
+        """Drop slices nothing can need any more: older than every open window's context."""
+        cutoff = now - self.keep_ms
+        cutoff -= cutoff % self.policy.slice_ms
+        memo.forget_before(cutoff)
+        still_used = ({self._bag_of(s) for s in memo.events} | {self._bag_of(now)}
+                      | {self._bag_of(s) for s in memo.on_time | memo.dirty})
+        for bag in range(N_BAGS):
+            held = memo.bag_receipts[bag]
+            if bag in still_used or held.count == 0:
+                continue
+            bags[bag].clear()
+            receipts[bag].clear()
+            entry.receipts = Receipts(entry.receipts.count - held.count, entry.receipts.xor ^ held.xor)
+            memo.bag_receipts[bag] = Receipts()
+
+    # --- panes ------------------------------------------------------------------------------------
+
+    def _write_pane(self, memo: _Slices, start: int, now: int) -> bool:
         end = start + self.policy.size_ms
         final = now >= self._final_at(start)
-        pane = Pane(start, end, memo.between(start, end), memo.slices_between(end - self.context_ms, end), final,
-                    changed=start in memo.dirty)
-        self.analyse(pane)
+        pane = Pane(start, end, memo.between(start, end, self.policy.slice_ms),
+                    memo.slices_between(end - self.context_ms, end), final, changed=start in memo.dirty)
+        self.analyse(pane, memo.derived)
         self.panes.inc()
         memo.dirty.discard(start)
         memo.on_time.add(start)
         if final:
             memo.final.add(start)
+        return final
 
     def _next_pane_at(self, memo: _Slices, start: int) -> int | None:
         """When window `start` is next due: on time at its end, final at end + lateness, and again
@@ -200,31 +286,8 @@ class AnalyseWindows(beam.DoFn):
         starts = self.policy.window_starts(slice_start)
         return {s for s in starts if self.horizon_ms is None or s >= self.horizon_ms}
 
-    def _forget(self, memo: _Slices, now: int, bag_list: list[Any]) -> None:
-        """Drop slices nothing can need any more: older than every open window's context."""
-        cutoff = now - self.keep_ms
-        cutoff -= cutoff % self.policy.slice_ms
-        before = {self._bag_of(s) for s in memo.events}
-        memo.forget_before(cutoff)
-        still_used = {self._bag_of(s) for s in memo.events} | {self._bag_of(now)}
-        for bag in before - still_used:
-            bag_list[bag].clear()
-
-    def _bag_of(self, slice_start: int) -> int:
-        return (slice_start // self.bag_span_ms) % N_BAGS
-
-    def _load(self, memo: _Slices, bag_list: list[Any]) -> None:
-        """Rebuild the worker's copy from state when this process does not hold it."""
-        if memo.loaded:
-            return
-        for bag in bag_list:
-            for chunk_id, slice_start, events in bag.read():
-                if memo.add(chunk_id, slice_start, events):
-                    memo.dirty.update(self._own_windows(slice_start))
-        memo.loaded = True
-
-    def _memo(self) -> _Slices:
-        return shared(self.memo_token, _Slices)
+    def _bag_of(self, ms: int) -> int:
+        return (ms // self.bag_span_ms) % N_BAGS
 
 
 class SliceChunks(beam.DoFn):
@@ -235,11 +298,10 @@ class SliceChunks(beam.DoFn):
 
     def process(self, batch: EventBatch) -> Iterator[TimestampedValue]:
         batch_id, events = batch
-        by_slice: dict[int, list[Event]] = {}
-        for event in events:
-            by_slice.setdefault(event.ts - event.ts % self.slice_ms, []).append(event)
-        earliest = min(event.ts for event in events)
-        for slice_start, chunk in by_slice.items():
+        slices = events.ts - events.ts % self.slice_ms
+        earliest = int(events.ts.min())
+        for slice_start in np.unique(slices).tolist():
+            chunk = events.take(slices == slice_start, compact=True)
             yield TimestampedValue((GRAPH_KEY, ((batch_id, slice_start), slice_start, chunk)),
                                    max(slice_start, earliest) / 1000)
 
@@ -249,10 +311,10 @@ class WindowGraphs(beam.PTransform):
     emits the end (ms) of each window a pane was written for."""
 
     def __init__(self, policy: WindowPolicy, context_ms: int, horizon_ms: int | None,
-                 analyse_factory: Callable[[], Analyse]) -> None:
+                 analyse_factory: Callable[[], Analyse], single_worker: bool = False) -> None:
         super().__init__()
         self.policy = policy
-        self.analyse = AnalyseWindows(policy, context_ms, horizon_ms, analyse_factory)
+        self.analyse = AnalyseWindows(policy, context_ms, horizon_ms, analyse_factory, single_worker)
 
     def expand(self, batches: beam.PCollection) -> beam.PCollection:
         return (

@@ -119,16 +119,21 @@ class WindowResults:
         self.config = config
         self.client = config.redis.connect()
         self._user_script = self.client.register_script(_USER_SCRIPT)
-        self._cache: dict[int, tuple[dict[str, UserInfluence], dict[str, float], Findings]] = {}
         producer = KafkaProducer(**config.kafka, acks="all", linger_ms=20) if config.kafka is not None else None
         self.flag_writer = FlagWriter(self.client, config.layout, config.retention_s, producer, config.flags_topic)
-        midas = shared(config.memo_token, lambda: EpochMidas(config.thresholds, config.shards))
         self.user_docs = shared((config.memo_token, "users"), lambda: UserDocs(config.retention_s))
-        self.detectors = WindowDetectors(config.thresholds, config.policy, midas)
 
-    def __call__(self, pane: Pane) -> dict[str, int]:
+    def __call__(self, pane: Pane, derived: dict[str, Any]) -> dict[str, int]:
+        """`derived`: this analysis's cache beside the window step's slices, emptied whenever those are
+        rebuilt from state: the detectors' streaming sketches and the on-time panes' results."""
         wid = window_id(pane.start_ms, pane.end_ms)
-        cached = self._cache.pop(pane.start_ms, None)
+        if "detectors" not in derived:
+            midas = EpochMidas(self.config.thresholds, self.config.shards)
+            derived["detectors"] = WindowDetectors(self.config.thresholds, self.config.policy, midas)
+            derived["on_time"] = {}
+        self.detectors: WindowDetectors = derived["detectors"]
+        on_time: dict[int, tuple[dict[str, UserInfluence], dict[str, float], Findings]] = derived["on_time"]
+        cached = on_time.pop(pane.start_ms, None)
         fresh = pane.changed or cached is None
         if fresh:
             findings = self._findings(pane)
@@ -136,7 +141,7 @@ class WindowResults:
         else:  # a final pane with nothing new: the on-time pane's results stand, now final
             raw, clean, findings = cached
         if not pane.final:
-            self._cache[pane.start_ms] = (raw, clean, findings)
+            on_time[pane.start_ms] = (raw, clean, findings)
         # Users who received nothing score the floor (1): they are left out, which readers take as 1.
         active = sorted(user for user, influence in raw.items() if influence.reach > 0)
         self._write_window(wid, pane, active, raw, clean)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from clout.pipelines.decode import RecentIds
+from clout.pipelines.dedup import RecentIds
 from clout.pipelines.source import KafkaPartitionReader, SourceConfig
 
 

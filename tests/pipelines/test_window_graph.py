@@ -4,6 +4,7 @@ replayed chunks held once, and windows before the replay horizon used only as co
 from __future__ import annotations
 
 import uuid
+import zlib
 from collections import Counter
 from collections.abc import Callable
 
@@ -13,6 +14,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.test_stream import TestStream
 from apache_beam.transforms.window import TimestampedValue
 
+from clout.model.columns import from_events
 from clout.model.events import Event
 from clout.model.panes import Pane
 from clout.model.windows import WindowPolicy
@@ -34,15 +36,16 @@ class Recorder:
     def panes(self) -> list[Pane]:
         return shared(self.token, list)
 
-    def __call__(self) -> Callable[[Pane], dict[str, int]]:
-        def analyse(pane: Pane) -> dict[str, int]:
+    def __call__(self) -> Callable[[Pane, dict], dict[str, int]]:
+        def analyse(pane: Pane, derived: dict) -> dict[str, int]:
             self.panes().append(pane)
             return {}
         return analyse
 
 
 def batch(name: str, *events: Event) -> TimestampedValue:
-    return TimestampedValue(EventBatch(("t", 0, hash(name) % 10_000), list(events)), min(e.ts for e in events) / 1000)
+    batch_id = ("t", 0, zlib.crc32(name.encode()) % 10_000)
+    return TimestampedValue(EventBatch(batch_id, from_events(events)), min(e.ts for e in events) / 1000)
 
 
 def ev(ts: int, actor: str = "a", target: str = "b") -> Event:
@@ -113,7 +116,7 @@ def test_context_reaches_back_before_the_window_and_replays_are_held_once() -> N
     panes = run(stream, context_ms=3 * HOUR)
     window = panes_of(panes, T0)[-1]
     assert len(window.events) == 1
-    assert early in window.context and len(window.context) == 2
+    assert early in window.context.events() and len(window.context) == 2
 
 
 def test_windows_before_the_horizon_are_context_only() -> None:
@@ -123,4 +126,4 @@ def test_windows_before_the_horizon_are_context_only() -> None:
               .advance_watermark_to_infinity())
     panes = run(stream, horizon_ms=T0, context_ms=2 * HOUR)
     assert {p.start_ms for p in panes} == {T0}
-    assert [e.ts for e in panes[0].context] == [T0 - 1_000, T0 + 1_000]
+    assert [e.ts for e in panes[0].context.events()] == [T0 - 1_000, T0 + 1_000]

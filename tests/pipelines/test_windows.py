@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from recount import recount
 
+from clout.model.columns import from_events
 from clout.model.events import Event
 from clout.model.kinds import KIND_ORDER
 from clout.model.windows import WindowPolicy
@@ -56,7 +57,7 @@ def test_engagement_counts_under_out_of_order_batches() -> None:
     for n, batch in enumerate(batches):
         events = [Event(ts, actor, target, KIND_ORDER.index(kind)) for actor, target, ts, kind in batch]
         first = min(e.ts for e in events) / 1000
-        stream = stream.add_elements([TimestampedValue(EventBatch(("t", 0, n), events), first)])
+        stream = stream.add_elements([TimestampedValue(EventBatch(("t", 0, n), from_events(events)), first)])
     stream = stream.advance_watermark_to_infinity()
     with TestPipeline(options=beam.options.pipeline_options.PipelineOptions(["--streaming"])) as p:
         deltas = p | stream | EngagementCounts(POLICY, shards=3)

@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from clout.influence.scores import InfluenceConfig
+from clout.model.columns import from_events
 from clout.model.events import Event
 from clout.model.panes import Pane
 from clout.model.windows import WindowPolicy
@@ -36,7 +37,8 @@ def pane(start_ms: int, seed: int, final: bool = False) -> Pane:
     slices = {s: [e for e in events_between(start_ms, end_ms, seed) if s <= e.ts < s + POLICY.slice_ms]
               for s in range(start_ms, end_ms, POLICY.slice_ms)}
     events = [e for s in sorted(slices) for e in slices[s]]
-    return Pane(start_ms, end_ms, events, slices, final=final, changed=True)
+    return Pane(start_ms, end_ms, from_events(events), {s: from_events(e) for s, e in slices.items()}, final=final,
+                changed=True)
 
 
 # A restart's replay: windows in order, then an older window recomputed (new data) after newer ones.
@@ -56,7 +58,7 @@ def user_docs(client: redis.Redis, prefix: str) -> dict[str, object]:
 
 def write_all(writer_for: Callable[[int], WindowResults]) -> None:
     for i, p in enumerate(PANES):
-        writer_for(i)(p)
+        writer_for(i)(p, {})
 
 
 @pytest.fixture
