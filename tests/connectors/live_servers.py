@@ -151,9 +151,11 @@ class MastodonReplay:
                 self.end_headers()
                 drop = replay.drop_after.pop(0) if replay.drop_after else None
                 replay.accepted += 1
+                notifications = path.endswith("/user/notification")  # that stream has only those
+                stream = [e for e in replay.sse if (e[0] == "notification") == notifications]
                 try:
                     self._chunk(b":)\n")
-                    for n, (event, data) in enumerate(replay.sse):
+                    for n, (event, data) in enumerate(stream):
                         if drop is not None and n >= drop:
                             self.connection.shutdown(socket.SHUT_RDWR)
                             return
