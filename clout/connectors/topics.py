@@ -41,7 +41,7 @@ def require_topics(settings: Settings) -> None:
     its DLQ does not exist (the broker does not create topics on first use; kafka-python would
     otherwise wait 60 s for metadata and report a KafkaTimeoutError)."""
     try:
-        admin = KafkaAdminClient(**settings.kafka_client_config())
+        admin = KafkaAdminClient(**settings.kafka_client_config(), bootstrap_timeout_ms=10_000)
     except KafkaError:
         raise MissingTopic(f"no Kafka broker answers at {settings.kafka_bootstrap} "
                            "(for the local stack: `clout stack up`)") from None
