@@ -1,5 +1,5 @@
-"""A replayed Jetstream file through `clout ingest bluesky` (with a dropped connection) and the real pipeline
-(`clout run` on Prism) into Redis: a user's score and the Bluesky leaderboard."""
+"""Replayed live sources through `clout ingest bluesky|mastodon` and the real pipeline (`clout run` on Prism)
+into Redis: a user's score and the per-platform leaderboards."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from pathlib import Path
 import orjson
 import pytest
 import redis
-from live_servers import JetstreamReplay
+from live_servers import JetstreamReplay, MastodonReplay
 from test_bluesky import EXPECTED, independent_reading
+from test_mastodon import SSE, TOKEN, WS
 
 from clout.connectors.topics import create_topics
 from clout.settings import Settings
@@ -22,9 +23,9 @@ from clout.settings import Settings
 pytestmark = pytest.mark.servers
 
 
-def clout(settings: Settings, *args: str, timeout: float) -> tuple[str, str]:
+def clout(settings: Settings, *args: str, timeout: float, **env_vars: str) -> tuple[str, str]:
     names = ("kafka_bootstrap", "redis_url", "topic", "dlq_topic", "flags_topic", "group", "key_prefix", "state_dir")
-    env = {**os.environ, **{f"CLOUT_{n.upper()}": str(getattr(settings, n)) for n in names}}
+    env = {**os.environ, **{f"CLOUT_{n.upper()}": str(getattr(settings, n)) for n in names}, **env_vars}
     result = subprocess.run([sys.executable, "-m", "clout.cli", *args], env=env, capture_output=True, text=True,
                             timeout=timeout)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
@@ -62,3 +63,20 @@ def test_jetstream_replay_reaches_redis_through_the_pipeline(settings: Settings,
     assert top.encode() in dict(board) and {u.decode() for u, _ in board} == engaged_by_others
     print(f"pipeline: {top} received {count}, score {latest['score']}; bluesky board {len(board)} users; "
           f"{repeated} repeated records dropped")
+
+
+def test_mastodon_streams_reach_the_per_instance_leaderboard(settings: Settings, redis_client: redis.Redis,
+                                                             tmp_path: Path) -> None:
+    mine = settings.replace(state_dir=tmp_path)
+    create_topics(mine)
+    server = MastodonReplay(SSE, WS, TOKEN)
+    with server.running_sse() as instance:
+        for stream in ("public", "user:notification"):  # in event-time order, as a live stream would be
+            clout(mine, "ingest", "mastodon", "--instance", instance, "--stream", stream, "--stop-when-idle", "2",
+                  timeout=120, CLOUT_MASTODON_ACCESS_TOKEN=TOKEN)
+    output = "".join(clout(mine, "run", "--from-beginning", "--stop-when-idle", "3", timeout=600))
+    assert "events_valid 2" in output, output[-3000:]
+    prefix = f"{mine.key_prefix}:v1"
+    window = redis_client.zrevrange(f"{prefix}:scored", 0, 0)[0].decode()
+    board = redis_client.zrevrange(f"{prefix}:win:{{{window}}}:lb:score:platform:mastodon:127.0.0.1", 0, -1)
+    assert {user.decode() for user in board} == {"disarray@pl.nulled.red", "alice@127.0.0.1"}
