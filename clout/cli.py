@@ -104,6 +104,10 @@ def _stack(args: argparse.Namespace, settings: Settings) -> int:
         stack.install_all(settings, say)
     elif args.action == "up":
         stack.up(settings, say)
+        from clout.connectors.topics import create_topics
+
+        for topic, outcome in create_topics(settings).items():  # a ready stack: ingest can start at once
+            say(f"topic {topic}: {outcome}")
     elif args.action == "down":
         stack.down(settings, say)
     else:
@@ -162,6 +166,71 @@ def _add_ingest(commands: argparse._SubParsersAction, common: argparse.ArgumentP
                            help="place the stream's days of event time so they end now (brokers refuse records "
                                 "more than an hour in the future, so a live replay must not run ahead of the clock)")
     synthetic.set_defaults(handler=_ingest_synthetic)
+    _add_live_sources(sources, common)
+
+
+def _publisher(settings: Settings) -> Any:
+    """A Publisher, once both topics are known to exist (else a clear error at once)."""
+    from clout.connectors.publisher import Publisher
+    from clout.connectors.topics import require_topics
+
+    require_topics(settings)
+    return Publisher(settings)
+
+
+def _add_live_sources(sources: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    live = argparse.ArgumentParser(add_help=False)
+    live.add_argument("--stop-when-idle", type=float, metavar="SECONDS",
+                      help="exit after this long without a frame (replays, tests; default: run until Ctrl-C)")
+    live.add_argument("--backoff", type=float, default=1.0, metavar="SECONDS",
+                      help="first reconnect wait; doubles, with full jitter, up to 60 s (default 1)")
+    bluesky = sources.add_parser("bluesky", parents=[common, live], help="Bluesky's firehose (Jetstream v1)")
+    bluesky.add_argument("--url", help="Jetstream /subscribe URL (default: the public instance)")
+    bluesky.add_argument("--cursor", type=int, metavar="TIME_US",
+                         help="start at this time_us (default: the stored cursor, else live)")
+    bluesky.add_argument("--collections", help="wantedCollections, comma separated (default: all)")
+    bluesky.add_argument("--zstd-dictionary", metavar="PATH",
+                         help="ask for zstd-compressed frames and decode them with Jetstream's dictionary")
+    bluesky.set_defaults(handler=_ingest_bluesky)
+    mastodon = sources.add_parser("mastodon", parents=[common, live], help="a Mastodon instance's streaming API "
+                                  "(token: CLOUT_MASTODON_ACCESS_TOKEN or mastodon_access_token in --config)")
+    mastodon.add_argument("--instance", required=True, help="instance URL, e.g. https://mastodon.social")
+    mastodon.add_argument("--streaming-url", help="streaming server, if not the instance (see /api/v1/instance)")
+    mastodon.add_argument("--stream", choices=["public", "user:notification"], default="public")
+    mastodon.add_argument("--transport", choices=["sse", "websocket"], default="sse")
+    mastodon.set_defaults(handler=_ingest_mastodon)
+
+
+def _live_options(args: argparse.Namespace) -> Any:
+    from clout.connectors.live import LiveOptions
+
+    return LiveOptions(stop_when_idle_s=args.stop_when_idle, backoff_base_s=args.backoff)
+
+
+def _ingest_bluesky(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from clout.connectors.bluesky import DEFAULT_URL, JetstreamConnector, JetstreamOptions, cursor_store
+
+    url = args.url or DEFAULT_URL
+    options = JetstreamOptions(url=url, cursor=args.cursor, live=_live_options(args),
+                               collections=tuple(c for c in (args.collections or "").split(",") if c),
+                               zstd_dictionary=Path(args.zstd_dictionary) if args.zstd_dictionary else None)
+    with _publisher(settings) as publisher:
+        summary = JetstreamConnector(publisher, cursor_store(settings.state_dir, url), options).run()
+    _print_json(summary)
+    return 0
+
+
+def _ingest_mastodon(args: argparse.Namespace, settings: Settings) -> int:
+    from clout.connectors.mastodon import MastodonConnector, MastodonOptions
+
+    options = MastodonOptions(instance=args.instance, streaming_url=args.streaming_url, stream=args.stream,
+                              transport=args.transport, live=_live_options(args))
+    with _publisher(settings) as publisher:
+        summary = MastodonConnector(publisher, settings.mastodon_access_token, options).run()
+    _print_json(summary)
+    return 0
 
 
 def _pacing(args: argparse.Namespace) -> Any:
@@ -175,7 +244,6 @@ def _pacing(args: argparse.Namespace) -> Any:
 
 def _ingest_file(args: argparse.Namespace, settings: Settings) -> int:
     from clout.connectors.file import CsvMapping, read_source
-    from clout.connectors.publisher import Publisher
     from clout.connectors.replay import replay
 
     mapping = None
@@ -186,14 +254,13 @@ def _ingest_file(args: argparse.Namespace, settings: Settings) -> int:
                              ts_unit=args.csv_ts_unit,
                              columns=args.csv_columns.split(",") if args.csv_columns else None)
     lines = read_source(args.path, args.format, args.platform, mapping)
-    with Publisher(settings) as publisher:
+    with _publisher(settings) as publisher:
         summary = replay(lines, publisher, args.path, _pacing(args))
     _print_json(summary.as_dict())
     return 0
 
 
 def _ingest_synthetic(args: argparse.Namespace, settings: Settings) -> int:
-    from clout.connectors.publisher import Publisher
     from clout.connectors.replay import events_as_lines, replay
     from clout.connectors.synthetic import SyntheticConfig, SyntheticStream, write_truth
 
@@ -204,7 +271,7 @@ def _ingest_synthetic(args: argparse.Namespace, settings: Settings) -> int:
     stream = SyntheticStream(config)
     if args.truth:
         write_truth(stream.truth, args.truth)
-    with Publisher(settings) as publisher:
+    with _publisher(settings) as publisher:
         summary = replay(events_as_lines(stream), publisher, f"synthetic(seed={args.seed})", _pacing(args))
     _print_json(summary.as_dict())
     return 0

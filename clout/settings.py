@@ -67,6 +67,8 @@ class Settings:
     redis_password: Secret | None = None
     key_prefix: str = "clout"
     retention_seconds: int = 7 * 24 * 3600
+    # Live sources (clout/connectors): a Mastodon access token (required since Mastodon 4.2)
+    mastodon_access_token: Secret | None = None
     # Local stack (clout/local)
     kafka_port: int = 9092
     kafka_controller_port: int = 9093

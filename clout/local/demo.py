@@ -3,8 +3,8 @@
 Starts Kafka and Redis (unless already up), the pipeline on a fresh group, the read API with its
 dashboard, and the synthetic connector replaying two days of activity with planted bots, a ring and
 a bought burst at `speed` x real time, placed so that it ends now (it catches up with the clock).
-Prints the dashboard's URL and a status line every few seconds; Ctrl-C (or the end of the stream
-and `--linger`) stops everything it started.
+Prints the dashboard's URL and a status line every few seconds; Ctrl-C, SIGTERM (a service manager,
+`timeout`) or the end of the stream and `--linger` stops everything it started.
 """
 
 from __future__ import annotations
@@ -41,6 +41,21 @@ class DemoOptions:
 
 
 def run_demo(settings: Settings, options: DemoOptions, say: Say = print) -> int:
+    previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    try:
+        return _run_demo(settings, options, say)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate_as_interrupt(_signum: int, _frame: object) -> None:
+    """SIGTERM takes Ctrl-C's path, so the children are stopped on the way out; a second one while
+    they stop is ignored, so it cannot cut that short."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def _run_demo(settings: Settings, options: DemoOptions, say: Say) -> int:
     settings = settings.replace(group=GROUP)
     with ExitStack() as started:
         if not all(stack.running_pid(s) for s in stack.servers(settings)):

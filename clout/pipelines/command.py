@@ -1,6 +1,7 @@
 """`clout run` (the streaming job) and `clout query` (read results back as JSON).
 
-Beam is imported only when `run` runs, so the other commands start quickly.
+Beam is imported only when `run` runs, and Redis only when `query` does, so the other commands start
+quickly (tests/test_cli_imports.py keeps it so).
 """
 
 from __future__ import annotations
@@ -11,9 +12,8 @@ from typing import Any
 
 import orjson
 
+from clout.anomalies.flag import DETECTORS
 from clout.settings import Settings
-from clout.store.client import RedisTarget
-from clout.store.flags import DETECTORS
 from clout.store.layout import KeyLayout
 
 
@@ -59,6 +59,7 @@ def _add_run(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
+    _silence_beam_import_noise()
     from clout.model.windows import WindowPolicy
     from clout.pipelines.run import RunConfig, run
 
@@ -69,6 +70,14 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         idle_after_s=args.idle_after, dedup_horizon_s=args.dedup_horizon, beam_args=tuple(args.extra))
     run(settings, config)
     return 0
+
+
+def _silence_beam_import_noise() -> None:
+    """Beam's BigQuery client package logs "apitools not found" on the root logger at import time on
+    any machine without Google's client libraries; clout uses no BigQuery, so that line is noise."""
+    import logging
+
+    logging.getLogger().addFilter(lambda record: not str(record.msg).startswith("apitools not found"))
 
 
 def _add_query(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -96,10 +105,20 @@ def _add_query(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 
 def _query(args: argparse.Namespace, settings: Settings) -> int:
-    client = RedisTarget.from_settings(settings).connect()
+    import dataclasses
+
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from clout.store.client import RedisTarget
+
+    # One quick retry: a person at a prompt wants "Redis is not there" now, not after a minute of backoff.
+    client = dataclasses.replace(RedisTarget.from_settings(settings), retries=1).connect()
     layout = KeyLayout(settings.key_prefix)
     try:
         result = QUERIES[args.what](client, layout, args)
+    except RedisConnectionError as error:
+        raise RuntimeError(f"cannot reach Redis at {settings.redacted()['redis_url']} ({error}); "
+                           "for the local stack: `clout stack up`") from None
     finally:
         client.close()
     sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")

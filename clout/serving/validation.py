@@ -17,7 +17,7 @@ MAX_ID_LENGTH = 128
 # Printable, no whitespace, no braces (hash tags), no glob characters, no backslash, no controls.
 _ID = r"[^\s{}*?\[\]\\\x00-\x1f\x7f-\x9f]{1,128}"
 _WINDOW = r"[0-9]{1,12}-[0-9]{1,12}"
-_PLATFORM = r"[A-Za-z0-9_.\-]{1,64}"
+_PLATFORM = r"[A-Za-z0-9_.:\-]{1,64}"  # ':' for per-instance platforms such as mastodon:mastodon.social
 
 ID_PATTERN = f"^{_ID}$"
 WINDOW_PATTERN = f"^{_WINDOW}$"
@@ -27,7 +27,7 @@ PLATFORM_PATTERN = f"^{_PLATFORM}$"
 ID_RULE = (f"must be 1..{MAX_ID_LENGTH} characters without whitespace, control characters, curly braces, "
            "backslash or glob characters (* ? [ ])")
 WINDOW_RULE = "must be a window id <start>-<end> in epoch seconds"
-PLATFORM_RULE = "must be 1..64 characters of A-Z a-z 0-9 _ . -"
+PLATFORM_RULE = "must be 1..64 characters of A-Z a-z 0-9 _ . : -"
 RULES = {"user": ID_RULE, "group": ID_RULE, "window": f"{WINDOW_RULE} or 'latest'", "platform": PLATFORM_RULE}
 
 Detector = Literal["burst", "bot", "lockstep", "microcluster"]

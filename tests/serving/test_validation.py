@@ -90,7 +90,7 @@ def test_any_query_parameters_get_a_clean_answer(api: httpx.Client, world: World
     "/v1/windows/12/leaderboard", "/v1/windows/latest/leaderboard?limit=0", "/v1/windows/latest/leaderboard?limit=501",
     "/v1/windows/latest/leaderboard?offset=-1", "/v1/windows/latest/leaderboard?limit=ten",
     "/v1/windows/latest/leaderboard?board=followers", "/v1/windows/latest/leaderboard?board=clean&platform=higgs",
-    "/v1/windows/latest/leaderboard?platform=a:b", "/v1/windows/latest/flagged?detector=spam", "/v1/groups/g*"])
+    "/v1/windows/latest/leaderboard?platform=a/b", "/v1/windows/latest/flagged?detector=spam", "/v1/groups/g*"])
 def test_invalid_input_is_a_422_saying_what_is_wrong(api: httpx.Client, world: World, path: str) -> None:
     response = api.get(path)
     assert response.status_code == 422, response.text
@@ -147,7 +147,7 @@ def monitor(settings) -> Iterator[Monitor]:
 def layout_key_shapes(layout: KeyLayout) -> re.Pattern[str]:
     """Every key shape of layout v1, from KeyLayout's own methods with placeholders filled by patterns."""
     window, name = r"[0-9]{1,12}-[0-9]{1,12}", r"[^\s{}*?\[\]\\\x00-\x1f\x7f-\x9f]{1,128}"
-    detector, platform = "(?:burst|bot|lockstep|microcluster)", r"[A-Za-z0-9_.\-]{1,64}"
+    detector, platform = "(?:burst|bot|lockstep|microcluster)", r"[A-Za-z0-9_.:\-]{1,64}"
     metric = "(?:received|engagers|score|clean)"
     marks = {"\x01": window, "\x02": name, "\x03": detector, "\x04": platform, "\x05": metric}
     shapes = [layout.windows(), layout.scored_windows(), layout.activity("\x01"), layout.leaderboard("\x01", "\x05"),
@@ -221,8 +221,9 @@ def test_window_checks() -> None:
 
 def test_other_checks() -> None:
     assert check_platform(None) is None and check_platform("higgs") == "higgs"
+    assert check_platform("mastodon:mastodon.social") == "mastodon:mastodon.social"  # one instance's platform
     assert check_choice(None, ("a",), "x") is None
-    for call in (lambda: check_platform("a:b"), lambda: check_choice("c", ("a",), "x"), lambda: check_page(0, 0),
+    for call in (lambda: check_platform("a/b"), lambda: check_choice("c", ("a",), "x"), lambda: check_page(0, 0),
                  lambda: check_page(-1, 10), lambda: check_page(0, 501)):
         with pytest.raises(InvalidInput):
             call()
