@@ -1,0 +1,157 @@
+"""Coordination over a day or more: fast co-amplification pairs and shared repeated targets.
+
+Why: a campaign's accounts each look ordinary; what gives them away is that the same accounts keep
+amplifying the same sources within seconds of each other (fast retweet, Pacheco et al. ICWSM 2021)
+and keep engaging the same small set of targets day after day (co-retweet / co-mention networks,
+Luceri et al. WWW 2024). Both are kept bounded:
+
+* `co_actions(columns)`: stateless per slice (key it by target shard): the pairs of accounts that
+  amplified the same target within `window_ms`, skipping targets amplified by more than
+  `max_actors` accounts in the slice (a celebrity's audience is not a network).
+* `PairState` per account shard (of the pair's first account): a count-min sketch takes every
+  pair's first sightings, and only pairs the sketch has seen before enter a bounded table of exact
+  counts (capacity `capacity`, the weakest evicted first), so one-off coincidences cost no table row.
+* `co_targeting(persistent)`: at verdict time, over every shard's `accounts.persistent_targets`
+  (each account's top targets engaged on several days): per target, how many accounts engage it
+  persistently (a campaign); per account, how many others share >= 2 such (non-celebrity) targets.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from itertools import combinations
+
+import numpy as np
+
+from clout.anomalies.accounts import AMPLIFY, Context
+from clout.anomalies.columns import SliceColumns
+from clout.model.sharding import shard_of, stable_hash64
+
+Pair = tuple[str, str]
+
+
+def co_actions(columns: SliceColumns, window_ms: int = 60_000, max_actors: int = 25) -> list[Pair]:
+    """Pairs (sorted) of accounts amplifying the same target within `window_ms` of each other in this
+    slice, each pair once per (target, slice)."""
+    amplify = np.flatnonzero(np.isin(columns.kind, AMPLIFY))
+    if len(amplify) < 2:
+        return []
+    target, ts, actor = columns.target[amplify], columns.ts[amplify], columns.actor[amplify]
+    order = np.lexsort((ts, target))
+    target, ts, actor = target[order], ts[order], actor[order]
+    starts = np.flatnonzero(np.r_[True, target[1:] != target[:-1]])
+    ends = np.r_[starts[1:], len(target)]
+    names, pairs = columns.names, set()
+    for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
+        if hi - lo < 2 or len(np.unique(actor[lo:hi])) > max_actors:
+            continue
+        t, a = ts[lo:hi].tolist(), actor[lo:hi].tolist()
+        for i in range(len(t)):
+            j = i + 1
+            while j < len(t) and t[j] - t[i] <= window_ms:
+                if a[j] != a[i]:
+                    x, y = names[a[i]], names[a[j]]
+                    pairs.add((x, y) if x < y else (y, x))
+                j += 1
+    return sorted(pairs)
+
+
+@dataclass
+class PairState:
+    """Repeated fast co-amplification pairs whose first account is in this shard."""
+
+    shard: int = 0
+    shards: int = 1
+    width: int = 1 << 16
+    depth: int = 4
+    capacity: int = 50_000
+    sketch: np.ndarray = field(default=None)  # type: ignore[assignment]
+    table: dict[Pair, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.sketch is None:
+            self.sketch = np.zeros((self.depth, self.width), dtype=np.uint32)
+
+    def memory_bytes(self) -> int:
+        return self.sketch.nbytes + sum(len(a) + len(b) + 120 for a, b in self.table)
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        pairs = sorted(self.table)
+        np.savez(buffer, meta=np.array([self.shard, self.shards, self.width, self.depth, self.capacity]),
+                 sketch=self.sketch, a=np.array([p[0] for p in pairs], dtype=np.str_),
+                 b=np.array([p[1] for p in pairs], dtype=np.str_),
+                 n=np.array([self.table[p] for p in pairs], dtype=np.int64))
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> PairState:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as d:
+            shard, shards, width, depth, capacity = (int(x) for x in d["meta"])
+            table = {(str(a), str(b)): int(n) for a, b, n in zip(d["a"], d["b"], d["n"], strict=True)}
+            return cls(shard, shards, width, depth, capacity, d["sketch"].copy(), table)
+
+
+def _cells(pair: Pair, width: int, depth: int) -> list[int]:
+    h = stable_hash64(pair[0] + "\x1f" + pair[1], seed=11)
+    return [((h >> (16 * i)) ^ (h >> (7 * i + 3))) % width for i in range(depth)]
+
+
+def update_pairs(state: PairState, pairs: Iterable[Pair]) -> PairState:
+    """Count this slice's pairs whose first account is in the shard (others are ignored)."""
+    rows = np.arange(state.depth)
+    for pair in pairs:
+        if state.shards > 1 and shard_of(pair[0], state.shards) != state.shard:
+            continue
+        if pair in state.table:
+            state.table[pair] += 1
+            continue
+        cells = _cells(pair, state.width, state.depth)
+        state.sketch[rows, cells] += np.uint32(1)
+        seen = int(state.sketch[rows, cells].min())
+        if seen >= 2:
+            state.table[pair] = seen
+    if len(state.table) > state.capacity:
+        keep = sorted(state.table.items(), key=lambda kv: (-kv[1], kv[0]))[: state.capacity * 3 // 4]
+        state.table = dict(keep)
+    return state
+
+
+def fast_partners(states: Sequence[PairState], min_count: int = 3) -> dict[str, int]:
+    """Per account: accounts it co-amplified fast with on >= min_count (target, slice) occasions."""
+    partners: Counter[str] = Counter()
+    for state in states:
+        for (a, b), n in state.table.items():
+            if n >= min_count:
+                partners[a] += 1
+                partners[b] += 1
+    return dict(partners)
+
+
+def co_targeting(persistent: Iterable[tuple[str, int]], max_engagers: int = 60, min_shared: int = 2
+                 ) -> tuple[dict[str, int], dict[int, int]]:
+    """(per account: others sharing >= min_shared persistent targets that at most max_engagers
+    accounts engage; per target key: accounts engaging it persistently)."""
+    engagers: dict[int, list[str]] = defaultdict(list)
+    for account, key in persistent:
+        engagers[key].append(account)
+    campaign = {k: len(v) for k, v in engagers.items()}
+    shared: Counter[Pair] = Counter()
+    for accounts in engagers.values():
+        if 2 <= len(accounts) <= max_engagers:
+            shared.update(combinations(sorted(set(accounts)), 2))
+    partners: Counter[str] = Counter()
+    for (a, b), n in shared.items():
+        if n >= min_shared:
+            partners[a] += 1
+            partners[b] += 1
+    return dict(partners), campaign
+
+
+def context_of(pair_states: Sequence[PairState], persistent: Iterable[tuple[str, int]]) -> Context:
+    """The cross-shard Context that accounts.verdicts reads."""
+    co, campaign = co_targeting(persistent)
+    return Context(fast_partners=fast_partners(pair_states), co_partners=co, campaign=campaign)
