@@ -28,10 +28,13 @@ import numpy as np
 
 from clout.anomalies.columns import SliceColumns, shards_of_codes
 from clout.model.kinds import KIND_INDEX, N_KINDS
+from clout.model.sharding import mix64
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
 TOP_K = 8  # space-saving entries per account: its most engaged targets
+MINHASH_K = 16  # MinHash values per account over its targets
+MINHASH_SEEDS = np.array([0x9E3779B97F4A7C15 * (i + 1) % (1 << 64) for i in range(MINHASH_K)], dtype=np.uint64)
 DAY_BITS = 32  # active-day bitmasks cover the last 32 days
 AMPLIFY = np.array([KIND_INDEX["repost"], KIND_INDEX["quote"], KIND_INDEX["like"]])
 ADDRESS = np.array([KIND_INDEX["mention"], KIND_INDEX["reply"], KIND_INDEX["message"]])
@@ -66,6 +69,7 @@ _COLUMNS: dict[str, tuple[type, tuple[int, ...], int]] = {  # name: (dtype, trai
     "top_count": (np.uint32, (TOP_K,), 0),
     "top_days": (np.uint32, (TOP_K,), 0),  # per entry: days bitmask, bit i = i days before top_last
     "top_last": (np.int32, (TOP_K,), -1),
+    "minhash": (np.uint32, (MINHASH_K,), 0xFFFFFFFF),  # MinHash of every target engaged (co-target similarity)
 }
 
 
@@ -176,7 +180,21 @@ def _sent(state: AccountState, s: SliceColumns) -> None:
     for d in np.unique(day).tolist():
         who = np.unique(rows[day == d])
         c["days"][who], c["last_day"][who] = _mark_day(c["days"][who], c["last_day"][who], d)
-    _top_targets(state, rows, keys_of_codes(s.names, s.target), day)
+    keys = keys_of_codes(s.names, s.target)
+    _top_targets(state, rows, keys, day)
+    np.minimum.at(c["minhash"], rows, minhash_values(keys))
+
+
+def minhash_values(keys: np.ndarray) -> np.ndarray:
+    """MINHASH_K 32-bit hashes of each target key (rows: keys), the same on every process."""
+    mixed = mix64(keys.astype(np.uint64)[:, None] ^ MINHASH_SEEDS[None, :])
+    return (mixed >> np.uint64(32)).astype(np.uint32)
+
+
+def distinct_estimate(signatures: np.ndarray) -> np.ndarray:
+    """Distinct targets behind MinHash signatures: k / sum of the normalised minima, minus 1."""
+    u = (signatures.astype(np.float64) + 1.0) / 4294967296.0
+    return np.where(signatures[:, 0] == 0xFFFFFFFF, 0.0, MINHASH_K / np.maximum(u.sum(axis=1), 1e-12) - 1.0)
 
 
 def _mark_day(bits: np.ndarray, last: np.ndarray, day: int) -> tuple[np.ndarray, np.ndarray]:
@@ -194,7 +212,8 @@ def _mark_day(bits: np.ndarray, last: np.ndarray, day: int) -> tuple[np.ndarray,
 
 
 def _top_targets(state: AccountState, rows: np.ndarray, keys: np.ndarray, day: np.ndarray) -> None:
-    """Space-saving top-K of each account's targets (Metwally et al.), with the days each was engaged."""
+    """Top-K of each account's targets (space-saving's replace-the-smallest, Metwally et al., but a new
+    entry starts at its own count, so the top-K share never counts evicted targets), with the days each was engaged."""
     c = state.cols
     combined = np.stack([rows, keys.astype(np.int64), day], axis=1)
     pairs, counts = np.unique(combined, axis=0, return_counts=True)
@@ -209,6 +228,7 @@ def _top_targets(state: AccountState, rows: np.ndarray, keys: np.ndarray, day: n
             top_key[row, j] = key
             top_days[row, j] = 0
             top_last[row, j] = -1
+            top_count[row, j] = 0  # reset, not space-saving's inherited minimum: shares stay honest
         top_count[row, j] += n
         bits, last = _mark_day(top_days[row, j:j + 1], top_last[row, j:j + 1], d)
         top_days[row, j], top_last[row, j] = bits[0], last[0]
@@ -231,7 +251,7 @@ class VerdictConfig:
     """Ramps (human value -> bot value) of the evidence, and the flag threshold. Chosen on the
     development half of `clout eval` only (docs/anomalies.md has the figures)."""
 
-    threshold: float = 0.5
+    threshold: float = 0.05  # `clout eval` picks it on development: lowest with <= 0.4 % FP there
     min_actions: int = 20  # below this an account gets no verdict: no evidence is not suspicion
     amplify_share: tuple[float, float] = (0.7, 0.9)
     active_days: tuple[float, float] = (2.0, 4.0)
@@ -247,6 +267,8 @@ class VerdictConfig:
     persistence_days: tuple[float, float] = (2.0, 3.0)  # days the account engaged its top target
     fast_partners: tuple[float, float] = (1.0, 3.0)  # accounts it repeatedly amplified within seconds of
     co_partners: tuple[float, float] = (2.0, 5.0)  # accounts sharing >= 2 repeated targets with it
+    similar_partners: tuple[float, float] = (2.0, 5.0)  # accounts whose targets' MinHash Jaccard is >= 0.5
+    campaign_share: tuple[float, float] = (0.02, 0.05)  # a target's persistent engagers per event it received
     stream_start_ms: int = -1  # fresh-account evidence only for accounts first seen a day after this
 
 
@@ -266,7 +288,9 @@ class Context:
 
     fast_partners: dict[str, int] = field(default_factory=dict)
     co_partners: dict[str, int] = field(default_factory=dict)
+    similar: dict[str, int] = field(default_factory=dict)  # accounts with MinHash target similarity >= 0.5
     campaign: dict[int, int] = field(default_factory=dict)
+    campaign_share: dict[int, float] = field(default_factory=dict)  # persistent engagers / events received
 
 
 def ramp(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -306,6 +330,9 @@ def features(state: AccountState, now_ms: int) -> dict[str, np.ndarray]:
         "top_share": c["top_count"].sum(axis=1) / safe,
         "top1_share": c["top_count"].max(axis=1) / safe,
         "top1_key": c["top_key"][rows, top],
+        "top_keys": c["top_key"],
+        "top_counts": c["top_count"],
+        "top_days_all": popcount32(c["top_days"]).astype(np.float64),
         "top1_days": popcount32(c["top_days"][rows, top]).astype(np.float64),
         "reciprocity": c["recip"] / np.maximum(c["received"], 1),
         "received": c["received"].astype(np.float64),
@@ -327,6 +354,17 @@ def persistent_targets(state: AccountState, min_days: int = 2, min_count: int = 
     return [(state.names[r], int(k)) for r, k in zip(rows.tolist(), keys.tolist(), strict=True)]
 
 
+def signatures(state: AccountState, min_actions: int = 10, min_distinct: float = 8.0
+               ) -> tuple[list[str], np.ndarray]:
+    """(accounts, MinHash signatures) of the accounts with enough actions and distinct targets to
+    compare: the input of coordination.similar_partners."""
+    n = len(state.names)
+    sig = state.cols["minhash"][:n]
+    sent = state.cols["kinds"][:n].sum(axis=1)
+    keep = np.flatnonzero((sent >= min_actions) & (distinct_estimate(sig) >= min_distinct))
+    return [state.names[i] for i in keep.tolist()], sig[keep]
+
+
 def evidence(f: dict[str, np.ndarray], context: Context, names: Sequence[str], config: VerdictConfig
              ) -> dict[str, np.ndarray]:
     """Each behaviour's strength in [0, 1] per account: products of ramps, so every part must hold."""
@@ -336,8 +374,8 @@ def evidence(f: dict[str, np.ndarray], context: Context, names: Sequence[str], c
     fresh_ok = f["first_ms"] >= cf.stream_start_ms + DAY_MS if cf.stream_start_ms >= 0 else np.ones(len(names), bool)
     fast = np.fromiter((context.fast_partners.get(a, 0) for a in names), dtype=np.float64, count=len(names))
     co = np.fromiter((context.co_partners.get(a, 0) for a in names), dtype=np.float64, count=len(names))
-    campaign = np.fromiter((context.campaign.get(int(k), 0) for k in f["top1_key"]), dtype=np.float64,
-                           count=len(names))
+    campaign_ev, _ = _campaign(f, context, cf)
+    similar = np.fromiter((context.similar.get(a, 0) for a in names), dtype=np.float64, count=len(names))
     return {
         "steady amplification": enough * steady * ramp(f["amplify_share"], *cf.amplify_share)
         * ramp(f["top_share"], *cf.concentration),
@@ -347,11 +385,37 @@ def evidence(f: dict[str, np.ndarray], context: Context, names: Sequence[str], c
         * ramp(f["top_share"], *cf.spray_targets_share) * ramp(f["reciprocity"], *cf.reciprocity),
         "fresh amplifier": enough * fresh_ok * ramp(f["age_days"], *cf.fresh_days) * ramp(f["rate"], *cf.fresh_rate)
         * ramp(f["amplify_share"], *cf.amplify_share) * ramp(f["top_share"], *cf.concentration),
-        "campaign on one target": ramp(campaign, *cf.campaign_engagers) * ramp(f["top1_days"], *cf.persistence_days)
-        * (f["top1_share"] >= 0.2),
+        "campaign on one target": campaign_ev,
         "fast co-amplification": ramp(fast, *cf.fast_partners),
         "shared targets": ramp(co, *cf.co_partners),
+        "similar targets": ramp(similar, *cf.similar_partners),
     }
+
+
+def _campaign(f: dict[str, np.ndarray], context: Context, cf: VerdictConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(evidence, entry) per account: its strongest top-K target that many accounts engage
+    persistently, weighted by how much of that target's traffic they are and by the account's own
+    persistence (days) and commitment (share of its actions) to it."""
+    keys, n = f["top_keys"], len(f["sent"])
+    best, entry = np.zeros(n), np.zeros(n, dtype=np.int64)
+    if not context.campaign or not n:
+        return best, entry
+    known = np.fromiter(context.campaign, dtype=np.uint32, count=len(context.campaign))
+    rows, slots = np.nonzero(np.isin(keys, known) & (f["top_counts"] > 0))
+    if not len(rows):
+        return best, entry
+    k = keys[rows, slots].tolist()
+    count = np.array([context.campaign[x] for x in k], dtype=np.float64)
+    share = np.array([context.campaign_share.get(x, 0.0) for x in k])
+    days = f["top_days_all"][rows, slots]
+    commit = f["top_counts"][rows, slots] / np.maximum(f["sent"][rows], 1)
+    ev = (ramp(count, *cf.campaign_engagers) * ramp(share, *cf.campaign_share) * ramp(days, *cf.persistence_days)
+          * ramp(commit, 0.05, 0.15))
+    order = np.lexsort((ev, rows))  # per row, the strongest entry last
+    last = np.r_[rows[order][1:] != rows[order][:-1], True]
+    best[rows[order][last]] = ev[order][last]
+    entry[rows[order][last]] = slots[order][last]
+    return best, entry
 
 
 def _reason(behaviour: str, i: int, f: dict[str, np.ndarray], context: Context, name: str) -> str:
@@ -369,11 +433,17 @@ def _reason(behaviour: str, i: int, f: dict[str, np.ndarray], context: Context, 
         return (f"fresh amplifier: {n} actions ({f['rate'][i]:.0f} a day) in the {f['age_days'][i]:.1f} days since "
                 f"first seen, {f['amplify_share'][i]:.0%} reposts")
     if behaviour == "campaign on one target":
-        return (f"campaign on one target: engaged its top account on {int(f['top1_days'][i])} days, one of "
-                f"{context.campaign.get(int(f['top1_key'][i]), 0)} accounts doing so")
+        _, entry = _campaign({k: v[i:i + 1] for k, v in f.items()}, context, VerdictConfig())
+        key, days = int(f["top_keys"][i, entry[0]]), int(f["top_days_all"][i, entry[0]])
+        return (f"campaign on one target: engaged one account on {days} days, one of "
+                f"{context.campaign.get(key, 0)} accounts doing so ({context.campaign_share.get(key, 0):.2f} per "
+                "event it received)")
     if behaviour == "fast co-amplification":
         return (f"fast co-amplification: repeatedly amplified the same accounts within seconds of "
                 f"{context.fast_partners.get(name, 0)} other accounts")
+    if behaviour == "similar targets":
+        return (f"similar targets: engages nearly the same set of accounts (MinHash Jaccard >= 0.5) as "
+                f"{context.similar.get(name, 0)} others")
     return f"shared targets: repeatedly engages the same accounts as {context.co_partners.get(name, 0)} others"
 
 
@@ -390,12 +460,20 @@ def scores(state: AccountState, now_ms: int, context: Context | None = None,
 def verdicts(state: AccountState, now_ms: int, context: Context | None = None, config: VerdictConfig | None = None,
              min_score: float = 0.0) -> list[Verdict]:
     """Accounts whose accumulated score reaches `min_score` (default: every account with evidence),
-    flagged at the threshold, with a reason for each behaviour that contributes at least 0.25."""
+    flagged at the threshold, with a reason for each behaviour that contributes at least 0.1."""
     config, context = config or VerdictConfig(), context or Context()
     score, ev, f = scores(state, now_ms, context, config)
     out = []
     for i in np.flatnonzero((score > 0) & (score >= min_score)).tolist():
         name = state.names[i]
-        reasons = tuple(_reason(b, i, f, context, name) for b, e in ev.items() if e[i] >= 0.25)
+        reasons = tuple(_reason(b, i, f, context, name) for b, e in ev.items() if e[i] >= 0.1)
         out.append(Verdict(name, round(float(score[i]), 4), bool(score[i] >= config.threshold), reasons))
     return out
+
+
+def received_by_key(state: AccountState, keys: set[int]) -> dict[int, int]:
+    """Events received by the shard's accounts whose target key is in `keys` (campaign candidates)."""
+    n = len(state.names)
+    mine = keys_of_codes(state.names, np.arange(n)) if n else np.zeros(0, np.uint32)
+    hit = np.flatnonzero(np.isin(mine, np.fromiter(keys, dtype=np.uint32, count=len(keys))))
+    return {int(mine[i]): int(state.cols["received"][i]) for i in hit.tolist()}

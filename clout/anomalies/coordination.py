@@ -131,7 +131,7 @@ def fast_partners(states: Sequence[PairState], min_count: int = 3) -> dict[str, 
     return dict(partners)
 
 
-def co_targeting(persistent: Iterable[tuple[str, int]], max_engagers: int = 60, min_shared: int = 2
+def co_targeting(persistent: Iterable[tuple[str, int]], max_engagers: int = 300, min_shared: int = 2
                  ) -> tuple[dict[str, int], dict[int, int]]:
     """(per account: others sharing >= min_shared persistent targets that at most max_engagers
     accounts engage; per target key: accounts engaging it persistently)."""
@@ -151,7 +151,43 @@ def co_targeting(persistent: Iterable[tuple[str, int]], max_engagers: int = 60, 
     return dict(partners), campaign
 
 
-def context_of(pair_states: Sequence[PairState], persistent: Iterable[tuple[str, int]]) -> Context:
-    """The cross-shard Context that accounts.verdicts reads."""
+def similar_partners(accounts: Sequence[str], signatures: np.ndarray, min_jaccard: float = 0.5, rows: int = 2,
+                     max_bucket: int = 50) -> dict[str, int]:
+    """Per account: others whose MinHash signatures agree on >= min_jaccard of their values, found by
+    LSH banding (bands of `rows` values); buckets larger than max_bucket (a celebrity's audience) are
+    skipped, which is what keeps the pair count bounded."""
+    if len(accounts) < 2:
+        return {}
+    k = signatures.shape[1]
+    found: set[tuple[int, int]] = set()
+    for band in range(k // rows):
+        part = signatures[:, band * rows:(band + 1) * rows]
+        _, bucket = np.unique(part, axis=0, return_inverse=True)
+        bucket = bucket.ravel()
+        order = np.argsort(bucket, kind="stable")
+        starts = np.flatnonzero(np.r_[True, bucket[order][1:] != bucket[order][:-1], True])
+        for lo, hi in zip(starts[:-1].tolist(), starts[1:].tolist(), strict=False):
+            if 2 <= hi - lo <= max_bucket:
+                members = order[lo:hi]
+                sig = signatures[members]
+                agree = (sig[:, None, :] == sig[None, :, :]).mean(axis=2)
+                i, j = np.nonzero(np.triu(agree >= min_jaccard, 1))
+                found.update(zip(members[i].tolist(), members[j].tolist(), strict=True))
+    partners: Counter[str] = Counter()
+    for i, j in found:
+        partners[accounts[i]] += 1
+        partners[accounts[j]] += 1
+    return dict(partners)
+
+
+def context_of(pair_states: Sequence[PairState], persistent: Iterable[tuple[str, int]],
+               received: dict[int, int] | None = None,
+               signed: tuple[Sequence[str], np.ndarray] | None = None) -> Context:
+    """The cross-shard Context that accounts.verdicts reads. `received`: events received per target
+    key (accounts.received_by_key), for the campaign share; `signed`: accounts.signatures of every shard."""
     co, campaign = co_targeting(persistent)
-    return Context(fast_partners=fast_partners(pair_states), co_partners=co, campaign=campaign)
+    received = received or {}
+    share = {k: n / max(received.get(k, n), 1) for k, n in campaign.items()}
+    similar = similar_partners(*signed) if signed is not None else {}
+    return Context(fast_partners=fast_partners(pair_states), co_partners=co, similar=similar, campaign=campaign,
+                   campaign_share=share)
