@@ -26,7 +26,8 @@ from itertools import combinations
 
 import numpy as np
 
-from clout.anomalies.accounts import AMPLIFY, Context
+from clout.anomalies import accounts
+from clout.anomalies.accounts import AMPLIFY, AccountState, Context
 from clout.anomalies.columns import SliceColumns
 from clout.model.sharding import shard_of, stable_hash64
 
@@ -140,9 +141,9 @@ def co_targeting(persistent: Iterable[tuple[str, int]], max_engagers: int = 300,
         engagers[key].append(account)
     campaign = {k: len(v) for k, v in engagers.items()}
     shared: Counter[Pair] = Counter()
-    for accounts in engagers.values():
-        if 2 <= len(accounts) <= max_engagers:
-            shared.update(combinations(sorted(set(accounts)), 2))
+    for who in engagers.values():
+        if 2 <= len(who) <= max_engagers:
+            shared.update(combinations(sorted(set(who)), 2))
     partners: Counter[str] = Counter()
     for (a, b), n in shared.items():
         if n >= min_shared:
@@ -151,12 +152,12 @@ def co_targeting(persistent: Iterable[tuple[str, int]], max_engagers: int = 300,
     return dict(partners), campaign
 
 
-def similar_partners(accounts: Sequence[str], signatures: np.ndarray, min_jaccard: float = 0.5, rows: int = 2,
+def similar_partners(names: Sequence[str], signatures: np.ndarray, min_jaccard: float = 0.5, rows: int = 2,
                      max_bucket: int = 50) -> dict[str, int]:
     """Per account: others whose MinHash signatures agree on >= min_jaccard of their values, found by
     LSH banding (bands of `rows` values); buckets larger than max_bucket (a celebrity's audience) are
     skipped, which is what keeps the pair count bounded."""
-    if len(accounts) < 2:
+    if len(names) < 2:
         return {}
     k = signatures.shape[1]
     found: set[tuple[int, int]] = set()
@@ -175,8 +176,8 @@ def similar_partners(accounts: Sequence[str], signatures: np.ndarray, min_jaccar
                 found.update(zip(members[i].tolist(), members[j].tolist(), strict=True))
     partners: Counter[str] = Counter()
     for i, j in found:
-        partners[accounts[i]] += 1
-        partners[accounts[j]] += 1
+        partners[names[i]] += 1
+        partners[names[j]] += 1
     return dict(partners)
 
 
@@ -191,3 +192,17 @@ def context_of(pair_states: Sequence[PairState], persistent: Iterable[tuple[str,
     similar = similar_partners(*signed) if signed is not None else {}
     return Context(fast_partners=fast_partners(pair_states), co_partners=co, similar=similar, campaign=campaign,
                    campaign_share=share)
+
+
+def gather(states: Sequence[AccountState], pairs: Sequence[PairState]) -> Context:
+    """The verdict-time combine across every account shard, once per due window: persistent targets,
+    the campaign candidates' received counts, MinHash signatures and repeated fast pairs."""
+    persistent = [p for s in states for p in accounts.persistent_targets(s)]
+    keys = {k for _, k in persistent}
+    received: dict[int, int] = {}
+    for s in states:
+        received.update(accounts.received_by_key(s, keys))
+    signed = [accounts.signatures(s) for s in states]
+    names = [a for n, _ in signed for a in n]
+    sig = np.concatenate([g for _, g in signed]) if signed else np.zeros((0, accounts.MINHASH_K), np.uint32)
+    return context_of(pairs, persistent, received, (names, sig))

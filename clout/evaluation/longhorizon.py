@@ -87,7 +87,7 @@ class Run:
     start_ms: int = 0
 
     def context(self) -> accounts.Context:
-        return context_of(self.states, self.pairs)
+        return coordination.gather(self.states, self.pairs)
 
     def scores(self, config: VerdictConfig) -> dict[str, float]:
         context, out = self.context(), {}
@@ -99,19 +99,6 @@ class Run:
     def verdicts(self, config: VerdictConfig) -> dict[str, accounts.Verdict]:
         context = self.context()
         return {v.account: v for s in self.states for v in accounts.verdicts(s, self.end_ms, context, config)}
-
-
-def context_of(states: Sequence[AccountState], pairs: Sequence[PairState]) -> accounts.Context:
-    """The verdict-time combine across shards the pipeline does once per due window."""
-    persistent = [p for s in states for p in accounts.persistent_targets(s)]
-    keys = {k for _, k in persistent}
-    received: dict[int, int] = {}
-    for s in states:
-        received.update(accounts.received_by_key(s, keys))
-    signed = [accounts.signatures(s) for s in states]
-    names = [a for n, _ in signed for a in n]
-    sig = np.concatenate([g for _, g in signed]) if signed else np.zeros((0, accounts.MINHASH_K), np.uint32)
-    return coordination.context_of(pairs, persistent, received, (names, sig))
 
 
 def run_stream(stream: Stream, shards: int, say: Say) -> Run:
