@@ -197,7 +197,7 @@ def distinct_estimate(signatures: np.ndarray) -> np.ndarray:
     return np.where(signatures[:, 0] == 0xFFFFFFFF, 0.0, MINHASH_K / np.maximum(u.sum(axis=1), 1e-12) - 1.0)
 
 
-def _mark_day(bits: np.ndarray, last: np.ndarray, day: int) -> tuple[np.ndarray, np.ndarray]:
+def _mark_day(bits: np.ndarray, last: np.ndarray, day: int | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Aligned day bitmasks: bit 0 is the last active day; a newer day shifts the mask."""
     shift = day - last.astype(np.int64)
     newer = shift > 0
@@ -218,20 +218,23 @@ def _top_targets(state: AccountState, rows: np.ndarray, keys: np.ndarray, day: n
     combined = np.stack([rows, keys.astype(np.int64), day], axis=1)
     pairs, counts = np.unique(combined, axis=0, return_counts=True)
     top_key, top_count, top_days, top_last = c["top_key"], c["top_count"], c["top_days"], c["top_last"]
-    for (row, key, d), n in zip(pairs.tolist(), counts.tolist(), strict=True):
-        entry = top_key[row]
-        hit = np.flatnonzero((entry == key) & (top_count[row] > 0))
-        if len(hit):
-            j = int(hit[0])
-        else:
-            j = int(np.argmin(top_count[row]))
-            top_key[row, j] = key
-            top_days[row, j] = 0
-            top_last[row, j] = -1
-            top_count[row, j] = 0  # reset, not space-saving's inherited minimum: shares stay honest
+    row_p, key_p, day_p = pairs[:, 0], pairs[:, 1].astype(np.uint32), pairs[:, 2]
+    at = np.arange(len(row_p))
+    rank = at - np.maximum.accumulate(np.where(np.r_[True, row_p[1:] != row_p[:-1]], at, 0))
+    for r in range(int(rank.max()) + 1 if len(rank) else 0):
+        # round r: each account's r-th (target, day) of the slice, so accounts go in parallel and each
+        # account's own pairs in order, exactly as one pair at a time would
+        sel = np.flatnonzero(rank == r)
+        row, key, day, n = row_p[sel], key_p[sel], day_p[sel], counts[sel].astype(np.uint32)
+        hit = (top_key[row] == key[:, None]) & (top_count[row] > 0)
+        found = hit.any(axis=1)
+        j = np.where(found, hit.argmax(axis=1), top_count[row].argmin(axis=1))
+        new_row, new_j = row[~found], j[~found]
+        top_key[new_row, new_j] = key[~found]
+        top_days[new_row, new_j], top_last[new_row, new_j] = 0, -1
+        top_count[new_row, new_j] = 0  # reset, not space-saving's inherited minimum: shares stay honest
         top_count[row, j] += n
-        bits, last = _mark_day(top_days[row, j:j + 1], top_last[row, j:j + 1], d)
-        top_days[row, j], top_last[row, j] = bits[0], last[0]
+        top_days[row, j], top_last[row, j] = _mark_day(top_days[row, j], top_last[row, j], day)
 
 
 def _received(state: AccountState, s: SliceColumns) -> None:

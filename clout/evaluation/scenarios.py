@@ -32,8 +32,9 @@ class World:
     start_s: int
     end_s: int
     popular: list[str]  # background accounts by activity received, most first
-    active: list[str]  # background actors (any activity), for spam targets and camouflage
+    active: list[str]  # background actors (any activity), for spam targets
     next_id: int  # first unused numeric id
+    engaged: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))  # background events' targets
 
     def fresh(self, n: int) -> list[str]:
         ids = [str(self.next_id + i) for i in range(n)]
@@ -94,13 +95,13 @@ def _ms(seconds: np.ndarray) -> np.ndarray:
 
 def _camouflage(rng: np.random.Generator, world: World, out: Planted, account: str, per_day: float,
                 start_s: float) -> None:
-    """Ordinary-looking activity: diurnal, mixed kinds, to accounts drawn like a real user's."""
+    """Ordinary-looking activity: diurnal, mixed kinds, each action's target drawn from a random real
+    background event (so camouflage engages accounts exactly as often as real users do)."""
     if per_day <= 0:
         return
     times = human_times(rng, start_s, world.end_s, 16 * HOUR_S / per_day, 1.2, True,
                         wake_hour=rng.uniform(5, 10))
-    top = min(5000, len(world.popular))
-    targets = np.array(world.popular[:top], dtype=object)[np.minimum(rng.zipf(1.6, len(times)) - 1, top - 1)]
+    targets = world.engaged[rng.integers(0, len(world.engaged), len(times))]
     kinds = rng.choice([REPOST, MENTION, REPLY], p=[0.6, 0.3, 0.1], size=len(times))
     out.add(_ms(times), account, targets, kinds)
 
