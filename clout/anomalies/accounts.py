@@ -256,7 +256,7 @@ class VerdictConfig:
     """Ramps (human value -> bot value) of the evidence, and the flag threshold. Chosen on the
     development half of `clout eval` only (docs/anomalies.md has the figures)."""
 
-    threshold: float = 0.1  # `clout eval` picks it on development: lowest with <= 0.4 % FP there
+    threshold: float = 0.05  # `clout eval` picks it on development: lowest with <= 0.4 % FP there
     min_actions: int = 20  # below this an account gets no verdict: no evidence is not suspicion
     amplify_share: tuple[float, float] = (0.7, 0.9)
     active_days: tuple[float, float] = (2.0, 4.0)
@@ -269,7 +269,7 @@ class VerdictConfig:
     fresh_days: tuple[float, float] = (3.0, 1.5)  # in-stream age, for accounts seen after the stream began
     fresh_rate: tuple[float, float] = (15.0, 40.0)  # actions per day since first seen
     campaign_engagers: tuple[float, float] = (6.0, 15.0)  # accounts persistently engaging the same target
-    persistence_days: tuple[float, float] = (1.0, 2.0)  # days the account engaged the campaign target
+    persistence_days: tuple[float, float] = (2.0, 3.0)  # days the account engaged the campaign target
     fast_partners: tuple[float, float] = (1.0, 3.0)  # accounts it repeatedly amplified within seconds of
     co_partners: tuple[float, float] = (2.0, 5.0)  # accounts sharing >= 2 repeated targets with it
     similar_partners: tuple[float, float] = (2.0, 5.0)  # accounts whose targets' MinHash Jaccard is >= 0.5
