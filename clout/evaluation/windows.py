@@ -447,7 +447,7 @@ def sensitivity_rows(run: DetectorRun, planted: Planted, negatives: set[str], th
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="clout eval", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="clout eval legacy", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, default=None, help="datasets folder (default: CLOUT_DATA_DIR "
                         "or ../shared/data)")
     parser.add_argument("--window", type=int, default=3600, help="window size, seconds")
