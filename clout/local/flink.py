@@ -31,6 +31,7 @@ from clout.settings import Settings
 FLINK_VERSION = "1.19.0"
 BEAM_RUNNER_VERSION = "2.62.0"
 SLOTS = 2
+Say = Callable[[str], None]
 FLINK_DIR = Path(__file__).resolve().parent / "flink"  # the pom and log4j config, as package data
 JOB_SERVER_MAIN = "org.apache.beam.runners.flink.FlinkJobServerDriver"
 
@@ -150,7 +151,9 @@ def _flink_conf(settings: Settings, home: Path) -> str:
         "web.tmpdir": str(home / "web"),
         "state.checkpoints.dir": f"file://{home / 'checkpoints'}",
         "state.savepoints.dir": f"file://{home / 'savepoints'}",
-        "restart-strategy.type": "none",
+        "restart-strategy.type": "none",  # a failed job fails `clout run`; restarts resume from Redis progress
+        "heartbeat.interval": 2000,  # a killed TaskManager is noticed in seconds, not the default 50
+        "heartbeat.timeout": 10000,
     }
     return "".join(f"{key}: {value}\n" for key, value in values.items())
 
@@ -199,6 +202,18 @@ def cancel_job(settings: Settings, job_id: str) -> None:
     urllib.request.urlopen(request, timeout=5).close()
 
 
+def stop_flink(settings: Settings, say: Say = print) -> None:
+    """Stop the Flink pieces only (worker pool first), leaving Kafka and Redis up; ours only, by pid file."""
+    from clout.local.stack import _terminate, running_pid
+
+    for server in reversed(flink_servers(settings)):
+        pid = running_pid(server)
+        if pid:
+            _terminate(pid)
+            say(f"{server.name}: stopped (pid {pid})")
+        server.pid_file.unlink(missing_ok=True)
+
+
 def require_running(settings: Settings) -> None:
     """Fail with what to do when the local cluster is not there (before Beam gives a gRPC timeout)."""
     from clout.local.stack import StackError, running_pid
@@ -226,14 +241,14 @@ def flink_beam_args(settings: Settings, job_name: str, parallelism: int = SLOTS,
             f"--checkpointing_interval={checkpointing_ms}", f"--job_name={job_name}"]
 
 
-Say = Callable[[str], None]
-
-
 class DrainWhenRead(threading.Thread):
-    """Ends a --stop-when-idle job on Flink: once the group has committed every partition to its end
-    and that stays so for `idle_s`, stop the job with a drain (Flink's stop-with-savepoint --drain).
-    The drain sends the final watermark through every operator, so each window's last pane is written
-    before the job is FINISHED and Beam reports DONE."""
+    """Ends a --stop-when-idle job on Flink: stop it with a drain (Flink's stop-with-savepoint --drain)
+    once it has read everything. The drain sends the final watermark through every operator, so each
+    window's last pane is written before the job is FINISHED and Beam reports DONE.
+
+    "Read everything" is the group's committed offsets at the topic's end, seen for `idle_s` after this
+    job has completed two checkpoints: offsets are committed when Flink finalizes a checkpoint, so
+    before that the group still shows what an earlier (perhaps killed) run committed."""
 
     def __init__(self, settings: Settings, job_name: str, idle_s: float, poll_s: float = 2.0) -> None:
         super().__init__(daemon=True, name="clout-flink-drain")
@@ -244,32 +259,41 @@ class DrainWhenRead(threading.Thread):
         self._stop_event.set()
 
     def run(self) -> None:
-        from kafka import KafkaConsumer, TopicPartition
+        from kafka import KafkaConsumer
 
         consumer = KafkaConsumer(**self.settings.kafka_client_config(), group_id=self.settings.group,
                                  enable_auto_commit=False)
         try:
-            topic = self.settings.topic
-            partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
             read_since: float | None = None
             while not self._stop_event.wait(self.poll_s):
-                ends = consumer.end_offsets(partitions)
-                done = all((consumer.committed(tp) or 0) >= ends[tp] for tp in partitions)
+                job = self._job()
+                done = job is not None and self._checkpoints(job) >= 2 and self._all_committed(consumer)
                 read_since = (read_since or time.monotonic()) if done else None
-                if read_since is not None and time.monotonic() - read_since >= self.idle_s:
-                    self._drain()
+                if job is not None and read_since is not None and time.monotonic() - read_since >= self.idle_s:
+                    self._drain(job)
                     return
         finally:
             consumer.close()
 
-    def _drain(self) -> None:
-        job = next((j for j in running_jobs(self.settings) if self.job_name in j["name"]), None)
-        if job is None:
-            return
-        print(f"clout run: every partition read and committed; draining Flink job {job['id']}",
-              file=sys.stderr, flush=True)
+    def _job(self) -> str | None:
+        return next((j["id"] for j in running_jobs(self.settings) if self.job_name in j["name"]), None)
+
+    def _checkpoints(self, job: str) -> int:
+        counts = (_rest(self.settings, f"/jobs/{job}/checkpoints") or {}).get("counts", {})
+        return int(counts.get("completed", 0))
+
+    def _all_committed(self, consumer: object) -> bool:
+        from kafka import TopicPartition
+
+        topic = self.settings.topic
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        ends = consumer.end_offsets(partitions)
+        return bool(partitions) and all((consumer.committed(tp) or 0) >= ends[tp] for tp in partitions)
+
+    def _drain(self, job: str) -> None:
+        print(f"clout run: every partition read and committed; draining Flink job {job}", file=sys.stderr, flush=True)
         body = json.dumps({"drain": True}).encode()
-        request = urllib.request.Request(f"http://127.0.0.1:{self.settings.flink_rest_port}/jobs/{job['id']}/stop",
+        request = urllib.request.Request(f"http://127.0.0.1:{self.settings.flink_rest_port}/jobs/{job}/stop",
                                          data=body, method="POST", headers={"Content-Type": "application/json"})
         urllib.request.urlopen(request, timeout=10).close()
 

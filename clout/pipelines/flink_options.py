@@ -36,3 +36,17 @@ class FlinkCheckpointOptions(PipelineOptions):
 
 def _flag(value: str) -> bool:
     return value.lower() in {"1", "true", "yes"}
+
+
+DEFAULT_CHECKPOINTING_MS = 10_000
+
+
+def with_flink_defaults(args: list[str]) -> list[str]:
+    """Checkpoints on for a Flink job unless asked otherwise. Without them Beam's Flink runner shuts its
+    Impulse source down at once, and the Kafka reader's pending resumptions go with it (nothing is read),
+    and the source's checkpoints are never finalized (no offsets committed)."""
+    on_flink = any(a in ("--runner=FlinkRunner", "--runner=flink") for a in args) or any(
+        a.startswith("--flink_master") for a in args)
+    if on_flink and not any(a.startswith("--checkpointing_interval") for a in args):
+        return [*args, f"--checkpointing_interval={DEFAULT_CHECKPOINTING_MS}"]
+    return args

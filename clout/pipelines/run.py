@@ -81,9 +81,9 @@ def build_pipeline(pipeline: beam.Pipeline, settings: Settings, config: RunConfi
 
 def pipeline_options(settings: Settings, beam_args: Sequence[str]) -> PipelineOptions:
     """Prism by default (built into the cache on first use); any --runner in beam_args wins."""
-    import clout.pipelines.flink_options  # noqa: F401  (declares Flink's options, so they reach a job server)
+    from clout.pipelines.flink_options import with_flink_defaults  # declares Flink's options for the job server
 
-    args = list(beam_args)
+    args = with_flink_defaults(list(beam_args))
     if not any(a.startswith("--runner") for a in args):
         args += ["--runner=PrismRunner", f"--prism_location={install_prism(settings)}",
                  "--experiments=disable_prism_server_singleton"]
