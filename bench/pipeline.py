@@ -2,6 +2,7 @@
 
 Run from the repository root:
     .venv/bin/python bench/pipeline.py [--limit N] [--freshness-seconds S] [--rate R] [--data-dir DIR]
+    .venv/bin/python bench/pipeline.py --runner flink [--days D]   # Flink p1 and p2 beside Prism: bench/flink.py
 
 It uses its own local stack (Kafka on 39092/39093, Redis on 36379, state in .state/bench) so that it
 disturbs no other stack: started here if it is not running, stopped at the end only if started here.
@@ -83,6 +84,9 @@ Row = tuple[str, float | None, str]
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--runner=flink" in argv or "--runner flink" in " ".join(argv):
+        return _flink_bench([a for a in argv if a not in ("--runner=flink", "--runner", "flink")])
     args = _parse_args(argv)
     path = Path(args.data_dir) / HIGGS
     if not path.exists():
@@ -105,6 +109,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"FAILED: {failure}", file=sys.stderr)
     print("all checks passed" if not report.failures else f"{len(report.failures)} check(s) failed", file=sys.stderr)
     return 1 if report.failures else 0
+
+
+def _flink_bench(argv: list[str]) -> int:
+    """`--runner flink`: Flink at parallelism 1 and 2 beside Prism on one topic (bench/flink.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from flink import main as flink_main
+
+    return flink_main(argv)
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:

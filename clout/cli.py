@@ -91,6 +91,8 @@ def _json_default(value: Any) -> Any:
 def _add_stack(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     stack = commands.add_parser("stack", parents=[common], help="the local Kafka + Redis (+ Prism) stack")
     stack.add_argument("action", choices=["install", "up", "down", "status"])
+    stack.add_argument("--flink", action="store_true",
+                       help="also a Flink session cluster, Beam's job server and a Python worker pool")
     stack.set_defaults(handler=_stack)
 
 
@@ -101,17 +103,17 @@ def _stack(args: argparse.Namespace, settings: Settings) -> int:
         print(line, file=sys.stderr)
 
     if args.action == "install":
-        stack.install_all(settings, say)
+        stack.install_all(settings, say, flink=args.flink)
     elif args.action == "up":
-        stack.up(settings, say)
+        stack.up(settings, say, flink=args.flink)
         from clout.connectors.topics import create_topics
 
         for topic, outcome in create_topics(settings).items():  # a ready stack: ingest can start at once
             say(f"topic {topic}: {outcome}")
     elif args.action == "down":
-        stack.down(settings, say)
+        stack.down(settings, say, flink=args.flink)
     else:
-        report = stack.status(settings)
+        report = stack.status(settings, flink=args.flink)
         _print_json(report)
         return 0 if all(s["answers"] for s in report.values()) else 1
     return 0
@@ -290,6 +292,35 @@ def _add_pipeline_commands(commands: argparse._SubParsersAction, common: argpars
     from clout.pipelines.command import add_commands
 
     add_commands(commands, common)
+    run = commands.choices["run"]
+    run.add_argument("--flink", action="store_true",
+                     help="submit to the local stack's Flink cluster (`clout stack up --flink`), parallelism 2")
+    run.set_defaults(handler=_on_flink_if_asked(run.get_default("handler")))
+
+
+def _on_flink_if_asked(handler: Handler) -> Handler:
+    """`clout run --flink`: the local cluster's Beam options first, so any --option given after them wins."""
+
+    def run(args: argparse.Namespace, settings: Settings) -> int:
+        if not args.flink:
+            return handler(args, settings)
+        import uuid
+
+        from clout.local.flink import DrainWhenRead, flink_beam_args, require_running
+
+        require_running(settings)
+        job_name = f"clout-{settings.group}-{uuid.uuid4().hex[:8]}"
+        args.extra = [*flink_beam_args(settings, job_name), *args.extra]
+        drain = DrainWhenRead(settings, job_name, args.stop_when_idle) if args.stop_when_idle is not None else None
+        if drain:
+            drain.start()
+        try:
+            return handler(args, settings)
+        finally:
+            if drain:
+                drain.stop()
+
+    return run
 
 
 def _add_serve_command(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

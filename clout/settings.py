@@ -73,6 +73,10 @@ class Settings:
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
     redis_port: int = 6379
+    flink_rest_port: int = 8081  # the JobManager's REST API (and web UI, when flink-runtime-web is present)
+    flink_rpc_port: int = 6123
+    flink_job_server_port: int = 8099  # Beam's job server; artifact and expansion services on the next two
+    flink_worker_pool_port: int = 50000  # the Beam Python worker pool (EXTERNAL environment)
     state_dir: Path = field(default_factory=lambda: Path(".state"))
     cache_dir: Path = field(default_factory=lambda: CACHE_DIR)
 

@@ -22,6 +22,9 @@ HIGGS = DATA / "higgs-twitter" / "higgs-activity_time.txt.gz"
 # CLOUT_TEST_PORT_OFFSET moves the whole test stack, so two checkouts can run their tests side by side.
 _OFFSET = int(os.environ.get("CLOUT_TEST_PORT_OFFSET", "0"))
 TEST_PORTS = {"kafka_port": 29092 + _OFFSET, "kafka_controller_port": 29093 + _OFFSET, "redis_port": 26379 + _OFFSET}
+# The test Flink stack's ports, away from the defaults (8081, 6123, 8099 to 8101, 50000).
+FLINK_TEST_PORTS = {"flink_rest_port": 28081 + _OFFSET, "flink_rpc_port": 26123 + _OFFSET,
+                    "flink_job_server_port": 28099 + _OFFSET, "flink_worker_pool_port": 30000 + _OFFSET}
 os.environ.setdefault("CLOUT_KAFKA_BOOTSTRAP", f"127.0.0.1:{TEST_PORTS['kafka_port']}")
 os.environ.setdefault("CLOUT_REDIS_URL", f"redis://127.0.0.1:{TEST_PORTS['redis_port']}/0")
 
@@ -38,6 +41,22 @@ def stack_settings() -> Iterator[Settings]:
     yield settings
     if not already_up:
         stack.down(settings, say=lambda _line: None)
+
+
+@pytest.fixture(scope="session")
+def flink_settings(stack_settings: Settings) -> Iterator[Settings]:
+    """The test stack with Flink (session cluster, job server, worker pool); stopped again if started
+    here, and any job a test left running is cancelled, so no JVM or worker outlives the session."""
+    from clout.local import flink
+
+    settings = stack_settings.replace(**FLINK_TEST_PORTS)
+    already_up = all(stack.running_pid(s) for s in flink.flink_servers(settings))
+    stack.up(settings, say=lambda _line: None, flink=True)
+    yield settings
+    for job in flink.running_jobs(settings):
+        flink.cancel_job(settings, job["id"])
+    if not already_up:
+        flink.stop_flink(settings, say=lambda _line: None)
 
 
 @pytest.fixture

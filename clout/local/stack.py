@@ -95,8 +95,12 @@ def _debian_package(program: str, package: str) -> str:
     return shutil.which(program) or f"/usr/bin/{program}"
 
 
-def install_all(settings: Settings, say: Callable[[str], None] = print) -> None:
+def install_all(settings: Settings, say: Callable[[str], None] = print, flink: bool = False) -> None:
     say(f"kafka  {install_kafka(settings)}")
+    if flink:
+        from clout.local.flink import install_flink
+
+        say(f"flink  {install_flink(settings)}")
     say(f"redis  {install_redis()}")
     say(f"prism  {install_prism(settings)}")
     say(f"chromium {install_chromium()}")
@@ -125,32 +129,40 @@ class Server:
         return self.state_dir / f"{self.name}.out"
 
 
-def servers(settings: Settings) -> list[Server]:
+def servers(settings: Settings, flink: bool = False) -> list[Server]:
+    """Kafka and Redis; with `flink`, the Flink session cluster, Beam job server and worker pool too."""
     state = settings.state_dir.resolve()
-    return [_kafka_server(settings, state), _redis_server(settings, state)]
+    base = [_kafka_server(settings, state), _redis_server(settings, state)]
+    if not flink:
+        return base
+    from clout.local.flink import flink_servers
+
+    return base + flink_servers(settings)
 
 
-def up(settings: Settings, say: Callable[[str], None] = print, timeout: float = 90.0) -> None:
+def up(settings: Settings, say: Callable[[str], None] = print, timeout: float = 90.0, flink: bool = False) -> None:
     """Start whatever is not already running, then wait until every server answers."""
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    for server in servers(settings):
+    for server in servers(settings, flink):
         pid = running_pid(server)
         if pid:
             say(f"{server.name}: already running (pid {pid}, port {server.port})")
             continue
-        if _port_taken(server.port):
+        if _port_taken(server.port) and not server.name.startswith("flink-taskmanager"):
             raise StackError(f"{server.name}: port {server.port} is already in use by another process; "
                              f"stop it or choose another port (CLOUT_{server.name.upper()}_PORT)")
         _start(server)
         say(f"{server.name}: started (pid {running_pid(server)}, port {server.port})")
-    for server in servers(settings):
+        if server.name.startswith("flink-"):  # each Flink piece needs the one before it answering
+            _wait_until_answers(server, timeout)
+    for server in servers(settings, flink):
         _wait_until_answers(server, timeout)
         say(f"{server.name}: answering on 127.0.0.1:{server.port}")
 
 
-def down(settings: Settings, say: Callable[[str], None] = print) -> None:
-    """Stop only the processes `up` started (recorded pid and our command line)."""
-    for server in servers(settings):
+def down(settings: Settings, say: Callable[[str], None] = print, flink: bool = False) -> None:
+    """Stop only the processes `up` started (recorded pid and our command line); Flink first, if asked."""
+    for server in reversed(servers(settings, flink)) if flink else servers(settings):
         pid = running_pid(server)
         if not pid:
             say(f"{server.name}: not running")
@@ -161,10 +173,10 @@ def down(settings: Settings, say: Callable[[str], None] = print) -> None:
         say(f"{server.name}: stopped (pid {pid})")
 
 
-def status(settings: Settings) -> dict[str, dict[str, object]]:
+def status(settings: Settings, flink: bool = False) -> dict[str, dict[str, object]]:
     return {
         s.name: {"pid": running_pid(s), "port": s.port, "answers": bool(running_pid(s)) and s.answers()}
-        for s in servers(settings)
+        for s in servers(settings, flink)
     }
 
 

@@ -89,7 +89,9 @@ def single_worker(beam_args: Sequence[str]) -> bool:
 
 def pipeline_options(settings: Settings, beam_args: Sequence[str]) -> PipelineOptions:
     """Prism by default (built into the cache on first use); any --runner in beam_args wins."""
-    args = list(beam_args)
+    from clout.pipelines.flink_options import with_flink_defaults  # declares Flink's options for the job server
+
+    args = with_flink_defaults(list(beam_args))
     if not any(a.startswith("--runner") for a in args):
         args += ["--runner=PrismRunner", f"--prism_location={install_prism(settings)}",
                  "--experiments=disable_prism_server_singleton"]

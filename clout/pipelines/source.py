@@ -31,6 +31,10 @@ from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 from clout.pipelines.worker_memory import shared
 
 EVENT_ID_HEADER = "event_id"
+# The first poll after a seek waits this long for the first fetch (a zero-timeout poll has sent none
+# yet): a reader whose first advance comes back empty with nothing to hold the watermark is one that
+# Flink's runner may finish at once when its Impulse source shuts down (issue 11).
+FIRST_POLL_MS = 500
 _NAMESPACE = "clout.source"
 
 
@@ -128,10 +132,10 @@ class KafkaPartitionReader(UnboundedReader):
                                       max_partition_fetch_bytes=8 << 20)
         self.consumer.assign([self.tp])
         self.consumer.seek(self.tp, self.next_offset)
-        return self.advance()
+        return self.advance(timeout_ms=FIRST_POLL_MS)
 
-    def advance(self) -> bool:
-        polled = self.consumer.poll(timeout_ms=0, max_records=self.config.max_batch).get(self.tp, [])
+    def advance(self, timeout_ms: int = 0) -> bool:
+        polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=self.config.max_batch).get(self.tp, [])
         if not polled:
             self.current = None
             self._note_idle()
