@@ -67,6 +67,10 @@ class Settings:
     redis_password: Secret | None = None
     key_prefix: str = "clout"
     retention_seconds: int = 7 * 24 * 3600
+    # Read API (`clout serve`): requests/s per client address (0: no limit), burst, CORS origins (none: off)
+    serve_rate_limit: float = 100.0
+    serve_rate_burst: float = 200.0
+    serve_cors_origins: str = ""  # comma-separated, e.g. "https://dash.example.com"
     # Local stack (clout/local)
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
