@@ -93,6 +93,7 @@ def test_full_run_authenticates_everywhere_and_prints_no_secret(secured_stack, t
     settings = secured_stack.settings("clout-reader")
     with CloutClient.from_settings(settings) as client:
         assert client.windows().windows, "the reader sees what the writer wrote"
+    outputs.append(serve_as_reader(secured_stack))
     everything = "\n".join(outputs) + repr(settings) + str(settings.redacted())
     for name, password in secured_stack.passwords.items():
         assert password not in everything, f"the {name} password was printed"
@@ -106,3 +107,38 @@ def test_beam_pipeline_options_carry_no_secret(secured_stack) -> None:
     options = pipeline_options(secured_stack.settings(), ["--job_name=secured"])
     shown = str(options.get_all_options(retain_unknown_options=True)) + str(options.display_data())
     assert not [name for name, password in secured_stack.passwords.items() if password in shown]
+
+
+def serve_as_reader(secured_stack) -> str:
+    """`clout serve` over TLS as the read-only user: the API answers from the writer's results."""
+    import httpx
+
+    port = closed_port()
+    env = {**os.environ, **secured_stack.environment("clout-reader")}
+    server = subprocess.Popen([sys.executable, "-m", "clout.cli", "serve", "--port", str(port), "--max-staleness", "0"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/v1/windows", timeout=5)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and server.poll() is None, "clout serve did not start"
+                time.sleep(0.3)
+        assert answer.status_code == 200 and answer.json()["windows"], answer.text
+        window = answer.json()["windows"][0]["id"]
+        board = httpx.get(f"http://127.0.0.1:{port}/v1/windows/{window}/leaderboard?board=received", timeout=5)
+        assert board.status_code == 200 and board.json()["entries"], board.text
+    finally:
+        server.terminate()
+        output, _ = server.communicate(timeout=20)
+    return output
+
+
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
