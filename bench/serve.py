@@ -132,7 +132,8 @@ def _wait(ready: Callable[[], object], what: str, timeout: float = 30.0) -> None
 @contextmanager
 def _clout_serve(redis_url: str, prefix: str) -> Iterator[str]:
     port = _free_port()
-    env = {**os.environ, "CLOUT_REDIS_URL": redis_url, "CLOUT_KEY_PREFIX": prefix}
+    # One client at --rate requests/s: the per-client rate limit (100/s by default) would refuse most.
+    env = {**os.environ, "CLOUT_REDIS_URL": redis_url, "CLOUT_KEY_PREFIX": prefix, "CLOUT_SERVE_RATE_LIMIT": "0"}
     process = subprocess.Popen([str(CLOUT), "serve", "--port", str(port), "--max-staleness", "0"], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

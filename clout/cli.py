@@ -28,6 +28,10 @@ _SETTING_FLAGS = {
 }
 
 
+# Commands that talk to Kafka first check that it takes their credentials (clout/connectors/access.py).
+_KAFKA_COMMANDS = frozenset({"topics", "ingest", "run"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -36,6 +40,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.extra = extra
     try:
         settings = load_settings(args.config, _overrides(args))
+        if args.command in _KAFKA_COMMANDS:
+            from clout.connectors.access import check_kafka_access
+
+            check_kafka_access(settings)  # a refused login fails here, at once, with the reason
         return args.handler(args, settings)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -65,10 +65,15 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_username: str | None = None
     redis_password: Secret | None = None
+    redis_ssl_cafile: str | None = None  # CA bundle for rediss://
     key_prefix: str = "clout"
     retention_seconds: int = 7 * 24 * 3600
     # Live sources (clout/connectors): a Mastodon access token (required since Mastodon 4.2)
     mastodon_access_token: Secret | None = None
+    # Read API (`clout serve`): requests/s per client address (0: no limit), burst, CORS origins (none: off)
+    serve_rate_limit: float = 100.0
+    serve_rate_burst: float = 200.0
+    serve_cors_origins: str = ""  # comma-separated, e.g. "https://dash.example.com"
     # Local stack (clout/local)
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
@@ -101,6 +106,8 @@ class Settings:
             config["username"] = self.redis_username
         if self.redis_password:
             config["password"] = self.redis_password.reveal()
+        if self.redis_ssl_cafile:
+            config["ssl_ca_certs"] = self.redis_ssl_cafile
         return config
 
     def redacted(self) -> dict[str, Any]:
@@ -131,17 +138,38 @@ def load_settings(path: str | Path | None = None, overrides: dict[str, Any] | No
     path = path or os.environ.get(f"{ENV_PREFIX}CONFIG")
     if path:
         with open(path, "rb") as handle:
-            settings = settings.replace(**_known(tomllib.load(handle), str(path)))
+            values = tomllib.load(handle)
+        settings = settings.replace(**{**_known(values, str(path)), **_secret_files(values, env=False)})
     from_env = {
         f.name: os.environ[f"{ENV_PREFIX}{f.name.upper()}"]
         for f in dataclasses.fields(Settings)
         if f"{ENV_PREFIX}{f.name.upper()}" in os.environ
     }
-    settings = settings.replace(**from_env)
+    settings = settings.replace(**{**from_env, **_secret_files(dict(os.environ))})
     return settings.replace(**(overrides or {}))
 
 
+def _secret_names() -> list[str]:
+    return [name for name, hint in typing.get_type_hints(Settings).items() if _non_optional(hint) is Secret]
+
+
+def _secret_files(source: dict[str, Any], env: bool = True) -> dict[str, Secret]:
+    """Secrets from files: `CLOUT_<NAME>_FILE` (or `<name>_file` in the TOML file) names a file, such
+    as a secret manager's mounted secret, whose content (less a final newline) is the secret. The
+    value then never sits in the environment, a config file or a command line."""
+    out = {}
+    for name in _secret_names():
+        path = source.get(f"{ENV_PREFIX}{name.upper()}_FILE" if env else f"{name}_file")
+        if path:
+            try:
+                out[name] = Secret(Path(path).read_text().removesuffix("\n"))
+            except OSError as error:
+                raise ValueError(f"cannot read the secret file for {name} ({path}): {error.strerror}") from None
+    return out
+
+
 def _known(values: dict[str, Any], origin: str) -> dict[str, Any]:
+    values = {k: v for k, v in values.items() if not (k.endswith("_file") and k[:-5] in _secret_names())}
     names = {f.name for f in dataclasses.fields(Settings)}
     unknown = sorted(set(values) - names)
     if unknown:

@@ -24,6 +24,7 @@ from typing import IO, TYPE_CHECKING
 
 from clout.schemas import InteractionEvent, InvalidEvent, Reason, event_from_dict, event_id_for, parse_event
 from clout.schemas.event import MAX_TS_MS, MIN_TS_MS
+from clout.schemas.ids import MAX_ID_LENGTH
 
 if TYPE_CHECKING:
     from clout.connectors.publisher import EncodedEvent
@@ -54,8 +55,11 @@ class CsvMapping:
     extra: list[str] = field(default_factory=list)  # columns copied into `extra`
 
 
-def open_lines(path: str | Path) -> IO[bytes]:
-    """Binary line stream; `.gz` is decompressed transparently."""
+def open_lines(path: str | Path | IO[bytes]) -> IO[bytes]:
+    """Binary line stream; `.gz` is decompressed transparently. An open binary stream is used as is
+    (the fuzzer and tests feed bytes without a file)."""
+    if hasattr(path, "read"):
+        return path  # type: ignore[return-value]
     path = Path(path)
     if path.suffix == ".gz":
         return io.BufferedReader(gzip.open(path, "rb"), buffer_size=1 << 20)  # type: ignore[arg-type]
@@ -225,8 +229,8 @@ def _edge(platform: str, actor: bytes, target: bytes, seconds: bytes, kind: str,
         "event_id": event_id_for(platform, record=raw, position=position),
         "ts": ts,
         "platform": platform,
-        "actor": actor.decode(errors="replace"),
-        "target": target.decode(errors="replace"),
+        "actor": actor.decode(errors="surrogateescape"),  # undecodable bytes stay visible: bad_id, not a merge
+        "target": target.decode(errors="surrogateescape"),
         "kind": kind,
     }
     return event_from_dict(record)
@@ -239,9 +243,10 @@ def _is_header(raw: bytes) -> bool:
 
 # The SNAP edge formats and their default platform.
 EDGE_FORMATS = {"snap-higgs": "twitter", "snap-temporal": "snap"}
-# Bytes that JSON-encode as themselves (printable ASCII but quote and backslash) and are not str
-# whitespace; plus the ASCII whitespace that bytes.split() cuts on.
-_PLAIN = bytes(b for b in range(0x21, 0x7F) if b not in b'"\\')
+# Bytes that JSON-encode as themselves (printable ASCII but quote and backslash), are not str
+# whitespace and are allowed in account ids (no braces or glob characters, clout/schemas/ids.py);
+# plus the ASCII whitespace that bytes.split() cuts on.
+_PLAIN = bytes(b for b in range(0x21, 0x7F) if b not in b'"\\{}*?[]')
 _PLAIN_OR_SPACE = _PLAIN + b" \t\n\r\x0b\x0c"
 
 
@@ -273,7 +278,7 @@ class _EdgeEncoder:
             return None
         kind = self.kinds.get(fields[3]) if self.fields == 4 else b"message"
         seconds = fields[2]
-        if kind is None or not seconds.isdigit():
+        if kind is None or not seconds.isdigit() or max(len(fields[0]), len(fields[1])) > MAX_ID_LENGTH:
             return None
         ts = int(seconds) * 1000
         if not MIN_TS_MS <= ts < MAX_TS_MS:
@@ -307,17 +312,37 @@ def _encoded_edges(path: str | Path, fmt: str, platform: str) -> Iterator[Encode
 
 def _read_csv(path: str | Path, platform: str, mapping: CsvMapping) -> Iterator[SourceLine]:
     with open_lines(path) as handle:
-        text = io.TextIOWrapper(handle, encoding="utf-8", errors="replace", newline="")
+        # surrogateescape: undecodable bytes survive into the row (and back into `raw`), to be refused there.
+        text = io.TextIOWrapper(handle, encoding="utf-8", errors="surrogateescape", newline="")
         reader = csv.reader(text)
-        names = mapping.columns or next(reader, None)
+        try:
+            names = mapping.columns or next(reader, None)
+        except csv.Error:
+            names = None
         if names is None:
             return
         first = 1 if mapping.columns else 2
-        for position, row in enumerate(reader, start=first):
-            raw = ",".join(row).encode()
+        for position, row in enumerate(_csv_rows(reader), start=first):
+            if isinstance(row, csv.Error):
+                error = InvalidEvent(Reason.BAD_SOURCE_LINE, f"line {reader.line_num}: {row}")
+                yield SourceLine(position, f"<unparsed CSV line {reader.line_num}>".encode(), error)
+                continue
+            raw = ",".join(row).encode(errors="surrogateescape")
             if not row:
                 continue
             yield SourceLine(position, raw, _decode(_csv_decoder(names, mapping, platform, row), raw, position))
+
+
+def _csv_rows(reader: Iterator[list[str]]) -> Iterator[list[str] | csv.Error]:
+    """The rows, with a malformed one (a field past csv's size limit, a stray NUL) as its error in
+    its place: the reader goes on with the next line, so one bad line does not end the replay."""
+    while True:
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            yield error
 
 
 def _csv_decoder(names: list[str], mapping: CsvMapping, platform: str,
@@ -326,10 +351,12 @@ def _csv_decoder(names: list[str], mapping: CsvMapping, platform: str,
         if len(row) != len(names):
             raise InvalidEvent(Reason.BAD_SOURCE_LINE,
                                f"line {position}: expected {len(names)} columns, got {len(row)}")
+        if any(_undecodable(value) for value in row):
+            raise InvalidEvent(Reason.BAD_SOURCE_LINE, f"line {position}: not valid UTF-8")
         values = dict(zip(names, row, strict=True))
         try:
             ts = int(float(values[mapping.ts]) * (1000 if mapping.ts_unit == "s" else 1))
-        except (KeyError, ValueError):
+        except (KeyError, ValueError, OverflowError):  # OverflowError: inf, 1e400
             raise InvalidEvent(Reason.WRONG_TYPE,
                                f"line {position}: column {mapping.ts!r} is not a number") from None
         record = {
@@ -345,3 +372,12 @@ def _csv_decoder(names: list[str], mapping: CsvMapping, platform: str,
         return event_from_dict(record)
 
     return decode
+
+
+def _undecodable(value: str) -> bool:
+    """Did surrogateescape have to stand in for bytes that are not UTF-8?"""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return True
+    return False

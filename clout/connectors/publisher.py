@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import struct
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +31,7 @@ from kafka.record.memory_records import MemoryRecordsBuilder
 from kafka.record.util import encode_varint
 from kafka.structs import TopicPartition
 
-from clout.schemas import InteractionEvent, InvalidEvent
+from clout.schemas import InteractionEvent, InvalidEvent, Reason
 from clout.settings import Settings
 
 # Throughput tuning for kafka-python: large batches and a short linger amortise the per-request
@@ -54,6 +55,15 @@ EVENT_ID_HEADER = "event_id"
 REASON_HEADER = "reason"
 DETAIL_HEADER = "detail"
 SOURCE_HEADER = "source"
+ORIGINAL_BYTES_HEADER = "original_bytes"  # set when a dead letter's value had to be cut
+
+# A dead letter keeps the original bytes, up to this many (a 100 MB "line" must not fail the replay
+# with MessageSizeTooLarge); a cut one says its original length in the `original_bytes` header.
+MAX_DEAD_LETTER_BYTES = 256 * 1024
+# The broker refuses records whose timestamp is more than log.message.timestamp.after.max.ms ahead
+# of its clock (1 h by default since Kafka 4.0), failing the whole batch. Such events are valid by the
+# schema (it bounds ts at 2100) but are dead-lettered here, one by one, with the reason.
+MAX_AHEAD_OF_CLOCK_MS = 3_600_000 - 60_000
 
 # (key = actor utf-8, value = InteractionEvent.to_json(), record timestamp ms, event_id utf-8)
 EncodedEvent = tuple[bytes, bytes, int, bytes]
@@ -105,6 +115,9 @@ class Publisher:
 
     def publish_encoded(self, key: bytes, value: bytes, ts_ms: int, event_id: str) -> None:
         """Publish an already-serialised event; the Kafka record timestamp is the event time."""
+        if ts_ms > _clock_limit_ms():
+            self._reject_ahead(value, ts_ms, event_id)
+            return
         future = self._producer.send(self.topic, key=key, value=value, timestamp_ms=ts_ms,
                                      headers=[(EVENT_ID_HEADER, event_id.encode())])
         future.add_errback(self._failed)
@@ -120,6 +133,7 @@ class Publisher:
         """
         if not events:
             return
+        events = self._without_future(events)
         try:
             writer = self._writer or self._open_writer()
             writer.write(events)
@@ -132,12 +146,34 @@ class Publisher:
         """Dead-letter the original bytes with the reason; nothing invalid is dropped silently."""
         headers = [
             (REASON_HEADER, error.reason.value.encode()),
-            (DETAIL_HEADER, error.detail.encode()[:1024]),
-            (SOURCE_HEADER, source.encode()[:1024]),
+            (DETAIL_HEADER, error.detail.encode(errors="backslashreplace")[:1024]),
+            (SOURCE_HEADER, source.encode(errors="backslashreplace")[:1024]),
         ]
+        if len(raw) > MAX_DEAD_LETTER_BYTES:
+            headers.append((ORIGINAL_BYTES_HEADER, str(len(raw)).encode()))
+            raw = raw[:MAX_DEAD_LETTER_BYTES]
         future = self._producer.send(self.dlq_topic, value=raw, headers=headers)
         future.add_errback(self._failed)
         self.counts.rejected += 1
+
+    def _without_future(self, events: Sequence[EncodedEvent]) -> Sequence[EncodedEvent]:
+        """The events the broker will take; those too far ahead of the clock are dead-lettered."""
+        limit = _clock_limit_ms()
+        if max(event[2] for event in events) <= limit:
+            return events
+        kept = []
+        for event in events:
+            if event[2] > limit:
+                self._reject_ahead(event[1], event[2], event[3].decode(errors="backslashreplace"))
+            else:
+                kept.append(event)
+        return kept
+
+    def _reject_ahead(self, value: bytes, ts_ms: int, event_id: str) -> None:
+        ahead_s = (ts_ms - time.time() * 1000) / 1000
+        detail = (f"ts {ts_ms} is {ahead_s:.0f} s ahead of this machine's clock; Kafka refuses records more "
+                  "than log.message.timestamp.after.max.ms (1 h) ahead")
+        self.reject(value, InvalidEvent(Reason.TS_OUT_OF_RANGE, detail), f"event {event_id}")
 
     def flush(self) -> None:
         """Wait until every record is acknowledged or has failed; raise DeliveryFailed if any failed."""
@@ -186,6 +222,10 @@ class Publisher:
             self._errors.append(error)
             self.counts.failed += count
             self._failed_since_flush += count
+
+
+def _clock_limit_ms() -> int:
+    return int(time.time() * 1000) + MAX_AHEAD_OF_CLOCK_MS
 
 
 _M = 0x5BD1E995

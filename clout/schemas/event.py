@@ -14,6 +14,14 @@ from typing import Any
 import orjson
 
 from clout.model.kinds import KINDS
+from clout.schemas.ids import (
+    ACCOUNT_RULE,
+    EVENT_ID_RULE,
+    PLATFORM_RULE,
+    is_account_id,
+    is_event_id,
+    is_platform,
+)
 from clout.schemas.rejection import InvalidEvent, Reason
 
 SCHEMA_VERSION = 1
@@ -23,6 +31,12 @@ MIN_TS_MS = 631_152_000_000
 MAX_TS_MS = 4_102_444_800_000
 
 _REQUIRED_STR = ("event_id", "platform", "actor", "target", "kind")
+# Which fields reach Redis keys or headers, and the rule each must meet (clout/schemas/ids.py).
+_ID_RULES = {"event_id": (is_event_id, EVENT_ID_RULE), "platform": (is_platform, PLATFORM_RULE),
+             "actor": (is_account_id, ACCOUNT_RULE), "target": (is_account_id, ACCOUNT_RULE)}
+# `extra` is carried, not read: deeper nesting than this is refused, well inside what orjson can
+# write back (254 levels), so a connector never fails re-serialising an event it accepted.
+MAX_EXTRA_DEPTH = 32
 _OPTIONAL_STR = ("content_id", "parent_id", "lang")
 
 
@@ -100,6 +114,8 @@ def event_from_dict(record: dict[str, Any]) -> InteractionEvent:
     extra = record.get("extra")
     if extra is not None and not isinstance(extra, dict):
         raise InvalidEvent(Reason.WRONG_TYPE, f"field 'extra' is {type(extra).__name__}, expected an object")
+    if extra and _too_deep(extra, MAX_EXTRA_DEPTH):
+        raise InvalidEvent(Reason.TOO_DEEP, f"field 'extra' nests deeper than {MAX_EXTRA_DEPTH} levels")
     return InteractionEvent(ts=ts, extra=extra, v=version, **values, **optional)
 
 
@@ -122,7 +138,30 @@ def _required_str(record: dict[str, Any], name: str) -> str:
         raise InvalidEvent(Reason.WRONG_TYPE, f"field {name!r} is {type(value).__name__}, expected a string")
     if not value.strip():
         raise InvalidEvent(Reason.EMPTY_ID, f"field {name!r} is empty")
+    rule = _ID_RULES.get(name)
+    if rule is not None and not rule[0](value):
+        raise InvalidEvent(Reason.BAD_ID, f"field {name!r} {rule[1]} (got {_shown(value)})")
     return value
+
+
+def _shown(value: str) -> str:
+    """A bad value as it may appear in a DLQ header: escaped, so control characters stay visible, and short."""
+    text = ascii(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """Iterative (a hostile record must not exhaust the stack): does any container nest past `limit`?"""
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > limit:
+                    return True
+                pending.append((child, depth + 1))
+    return False
 
 
 def _optional_str(record: dict[str, Any], name: str) -> str | None:

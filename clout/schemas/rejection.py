@@ -15,6 +15,8 @@ class Reason(StrEnum):
     UNKNOWN_KIND = "unknown_kind"
     TS_OUT_OF_RANGE = "ts_out_of_range"
     EMPTY_ID = "empty_id"
+    BAD_ID = "bad_id"
+    TOO_DEEP = "too_deep"
     TOO_LARGE = "too_large"
     UNSUPPORTED_VERSION = "unsupported_version"
     BAD_SOURCE_LINE = "bad_source_line"

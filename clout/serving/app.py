@@ -18,6 +18,7 @@ import redis
 import redis.asyncio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from redis.backoff import ExponentialBackoff
@@ -26,6 +27,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from clout.serving.command import DEFAULT_MAX_STALENESS_S
+from clout.serving.limits import RequestLimits
 from clout.serving.models import ErrorBody, Problem
 from clout.serving.plans import NotFound, StoredDataError
 from clout.serving.routes import NO_STORE, ServingState, api, probes
@@ -52,8 +54,17 @@ def create_app(settings: Settings, max_staleness_s: float | None = DEFAULT_MAX_S
     app.include_router(api)
     _add_error_handlers(app)
     _add_dashboard(app)
+    _add_cors(app, settings)
+    app.add_middleware(RequestLimits, rate=settings.serve_rate_limit, burst=settings.serve_rate_burst)
     app.add_middleware(ServerTiming)
     return app
+
+
+def _add_cors(app: FastAPI, settings: Settings) -> None:
+    """Off unless origins are configured: a browser page elsewhere may then only GET."""
+    origins = [origin.strip() for origin in settings.serve_cors_origins.split(",") if origin.strip()]
+    if origins:
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET"], allow_credentials=False)
 
 
 class ServerTiming:

@@ -74,9 +74,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorBody, "description": "an id, window name, limit or offset outside what the layout allows"},
     502: {"model": ErrorBody, "description": "a stored value does not match layout v1"},
     503: {"model": ErrorBody, "description": "Redis is unreachable"},
+    413: {"model": ErrorBody, "description": "a request body (the API takes none)"},
+    414: {"model": ErrorBody, "description": "path and query longer than 2048 bytes"},
+    429: {"model": ErrorBody, "description": "more requests/s from this client than `serve_rate_limit` allows "
+                                             "(header Retry-After)"},
 }
 
-probes = APIRouter(tags=["health"])
+probes = APIRouter(tags=["health"], responses={status: ERRORS[status] for status in (413, 414, 429)})
 api = APIRouter(prefix="/v1", responses=ERRORS)
 
 

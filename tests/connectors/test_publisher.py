@@ -38,6 +38,7 @@ from clout.connectors.publisher import (
 )
 from clout.connectors.replay import Pacing, replay
 from clout.schemas import InteractionEvent, InvalidEvent, Reason
+from clout.schemas.ids import is_platform
 from clout.settings import Settings
 
 TS = 1_341_100_972_000
@@ -55,7 +56,7 @@ HIGGS_LINES = [
     b'qu"ote back\\slash 1341101181 RT',  # valid, but JSON needs escaping: general path
     b"per%cent 50% 1341101181 MT",
     b"\xc3\xa9t\xc3\xa9 \xe2\x82\xac 1341101181 MT",  # UTF-8 actors: general path
-    b"\xff\xfe 12 1341101181 MT",  # not UTF-8: replaced, still valid
+    b"\xff\xfe 12 1341101181 MT",  # not UTF-8: bad_id (never merged into one replaced id)
     b"\xc2\xa0 12 1341101181 MT",  # NBSP actor: empty once stripped
     b"\x1c 12 1341101181 MT",  # str whitespace, not bytes whitespace
     b"1 2 +1341101181 MT",
@@ -194,7 +195,8 @@ def test_fast_edge_encoding_equals_the_general_path(tmp_path, fmt, platform):
                 sum(chunk.read for chunk in chunks))
 
     assert flat(fast) == flat(general)
-    assert bool(flat(fast)[0]) == bool((platform or "x").strip())  # a blank platform invalidates all
+    # a platform outside the id rule (clout/schemas/ids.py) invalidates every line
+    assert bool(flat(fast)[0]) == is_platform(platform or "x")
 
 
 def test_general_encoding_is_publish_encoded_arguments():

@@ -12,12 +12,18 @@ from hypothesis import strategies as st
 
 from clout.schemas import KINDS, MAX_RECORD_BYTES, InteractionEvent, InvalidEvent, Reason, event_id_for, parse_event
 from clout.schemas.event import MAX_TS_MS, MIN_TS_MS
+from clout.schemas.ids import ACCOUNT_ID, EVENT_ID, PLATFORM
 
+# Ids as the contract allows them (clout/schemas/ids.py); optional fields are any non-blank text.
 ids = st.text(min_size=1, max_size=40).filter(lambda s: s.strip())
+accounts = st.from_regex(ACCOUNT_ID, fullmatch=True)
+platforms = st.from_regex(PLATFORM, fullmatch=True)
+event_ids = st.from_regex(EVENT_ID, fullmatch=True).filter(lambda s: s.strip())
 INT64 = st.integers(-(2**63), 2**63 - 1)  # the integers orjson can write
 events = st.builds(
     InteractionEvent,
-    event_id=ids, ts=st.integers(MIN_TS_MS, MAX_TS_MS - 1), platform=ids, actor=ids, target=ids,
+    event_id=event_ids, ts=st.integers(MIN_TS_MS, MAX_TS_MS - 1), platform=platforms, actor=accounts,
+    target=accounts,
     kind=st.sampled_from(sorted(KINDS)), content_id=st.none() | ids, parent_id=st.none() | ids,
     lang=st.none() | st.sampled_from(["en", "fr", "ja"]),
     extra=st.none() | st.dictionaries(st.text(max_size=8), INT64 | st.text(max_size=8), max_size=3),
@@ -83,3 +89,5 @@ def test_json_schema_file_describes_the_same_contract() -> None:
     assert set(schema["properties"]["kind"]["enum"]) == KINDS
     assert schema["properties"]["ts"]["minimum"] == MIN_TS_MS
     assert schema["properties"]["ts"]["exclusiveMaximum"] == MAX_TS_MS
+    for name, rule in {"actor": ACCOUNT_ID, "target": ACCOUNT_ID, "platform": PLATFORM, "event_id": EVENT_ID}.items():
+        assert schema["properties"][name]["pattern"] == f"^{rule}$", name

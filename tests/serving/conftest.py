@@ -20,8 +20,12 @@ SERVING_DB = 11
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     """The test's own prefix, on a Redis database of the serving tests' own: the clean-up after each test
-    scans its whole database, and db 0 of the shared test Redis may hold millions of other keys."""
-    return settings.replace(redis_url=urlunsplit(urlsplit(settings.redis_url)._replace(path=f"/{SERVING_DB}")))
+    scans its whole database, and db 0 of the shared test Redis may hold millions of other keys.
+
+    The request-rate limit is off here (the fuzz tests send hundreds of requests a second from one
+    client); tests/serving/test_limits.py turns it on where it is the subject."""
+    return settings.replace(redis_url=urlunsplit(urlsplit(settings.redis_url)._replace(path=f"/{SERVING_DB}")),
+                            serve_rate_limit=0)
 
 
 @pytest.fixture
