@@ -213,12 +213,7 @@ class JetstreamConnector:
             self.publisher.reject(frame if isinstance(frame, bytes) else frame.encode(), error, source)
             self.counts.rejected += 1
             return
-        if skipped:
-            self.counts.skipped[skipped] += 1
-        for interaction in events:
-            self.publisher.publish(interaction)
-            self.counts.by_kind[interaction.kind] += 1
-            self.counts.events += 1
+        self.counts.publish(self.publisher, events, skipped)
         self._newest = max(self._newest or 0, event["time_us"])
         self.counts.last_event_ms = self._newest // 1000
 

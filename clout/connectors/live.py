@@ -64,6 +64,15 @@ class LiveCounts:
     skipped: Counter[str] = field(default_factory=Counter)
     last_event_ms: int | None = None
 
+    def publish(self, publisher: Any, events: list[Any], skipped: str | None) -> None:
+        """Publish one frame's mapped events (or count why it was skipped), kind by kind."""
+        if skipped:
+            self.skipped[skipped] += 1
+        for interaction in events:
+            publisher.publish(interaction)
+            self.by_kind[interaction.kind] += 1
+            self.events += 1
+
     def lag_s(self) -> float:
         """How far the newest event is behind real time (seconds)."""
         return 0.0 if self.last_event_ms is None else max(0.0, time.time() - self.last_event_ms / 1000)

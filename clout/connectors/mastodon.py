@@ -210,12 +210,8 @@ class MastodonConnector:
             self.publisher.reject(raw, error, source)
             self.counts.rejected += 1
             return
-        if skipped:
-            self.counts.skipped[skipped] += 1
+        self.counts.publish(self.publisher, events, skipped)
         for interaction in events:
-            self.publisher.publish(interaction)
-            self.counts.by_kind[interaction.kind] += 1
-            self.counts.events += 1
             self.counts.last_event_ms = max(self.counts.last_event_ms or 0, interaction.ts)
 
     def _map(self, event: str, payload: str | None) -> tuple[list[InteractionEvent], str | None]:
