@@ -34,13 +34,16 @@ class EventBatch(NamedTuple):
 
 
 class DecodedBatch(NamedTuple):
-    """Valid events of one Kafka batch before de-duplication: columns, each row's event id, and the
-    offset after the batch (so the next batch of the partition can tell it follows this one)."""
+    """Valid events of one Kafka batch before de-duplication: columns, each row's event id, the
+    offset after the batch (so the next batch of the partition can tell it follows this one), and the
+    rows that came too late with their dead letters: a repeat is dropped as a repeat even when late
+    (the original counted), so lateness is applied after de-duplication."""
 
     batch_id: BatchId
     next_offset: int
     events: EventColumns
     event_ids: list[str]
+    late: dict[int, DeadLetter]  # row -> its `too_late` dead letter
 
 
 class DeadLetter(NamedTuple):
@@ -56,12 +59,10 @@ class DecodeBatch(beam.DoFn):
     Beam is paid once per batch, not once per event."""
 
     def __init__(self) -> None:
-        self.valid = Metrics.counter("clout.decode", "events_valid")
         self.rejected = Metrics.counter("clout.decode", "events_rejected")
-        self.late = Metrics.counter("clout.decode", "events_too_late")
 
     def process(self, batch: RecordBatch) -> Iterator[DecodedBatch | pvalue.TaggedOutput]:
-        columns = _Columns()
+        columns, late = _Columns(), {}
         for record in batch.records:
             source = f"{batch.topic}/{batch.partition}@{record.offset}"
             try:
@@ -72,16 +73,13 @@ class DecodeBatch(beam.DoFn):
                                                                    error.detail, source))
                 continue
             if record.late_by_ms:
-                self.late.inc()
                 detail = (f"event time {record.ts} is {record.late_by_ms} ms beyond the allowed lateness "
                           "behind its partition's watermark")
-                yield pvalue.TaggedOutput(DEAD_LETTERS, DeadLetter(record.value, TOO_LATE, detail, source))
-                continue
+                late[len(columns.ids)] = DeadLetter(record.value, TOO_LATE, detail, source)
             columns.add(event.event_id, event.ts, event.actor, event.target, KIND_INDEX[event.kind], event.platform)
-        self.valid.inc(len(columns.ids))
         if batch.records:
             batch_id = (batch.topic, batch.partition, batch.records[0].offset)
-            yield DecodedBatch(batch_id, batch.records[-1].offset + 1, columns.build(), columns.ids)
+            yield DecodedBatch(batch_id, batch.records[-1].offset + 1, columns.build(), columns.ids, late)
 
 
 class _Columns:

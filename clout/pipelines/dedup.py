@@ -19,11 +19,12 @@ from typing import Any
 
 import apache_beam as beam
 import numpy as np
+from apache_beam import pvalue
 from apache_beam.coders import PickleCoder
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.userstate import BagStateSpec
 
-from clout.pipelines.decode import DecodedBatch, EventBatch
+from clout.pipelines.decode import DEAD_LETTERS, DecodedBatch, EventBatch
 from clout.pipelines.state_cache import Receipts, cache_for
 
 N_BAGS = 4
@@ -85,10 +86,12 @@ class DropRepeats(beam.DoFn):
         self.single_worker = single_worker
         self.token = uuid.uuid4().hex
         self.duplicates = Metrics.counter("clout.decode", "duplicates_dropped")
+        self.valid = Metrics.counter("clout.decode", "events_valid")
+        self.late = Metrics.counter("clout.decode", "events_too_late")
 
     def process(self, element: tuple[Any, DecodedBatch], ids0: Any = beam.DoFn.StateParam(BAGS[0]),
                 ids1: Any = beam.DoFn.StateParam(BAGS[1]), ids2: Any = beam.DoFn.StateParam(BAGS[2]),
-                ids3: Any = beam.DoFn.StateParam(BAGS[3])) -> Iterator[EventBatch]:
+                ids3: Any = beam.DoFn.StateParam(BAGS[3])) -> Iterator[EventBatch | pvalue.TaggedOutput]:
         key, batch = element
         bags = (ids0, ids1, ids2, ids3)
         first_offset = batch.batch_id[2]
@@ -106,6 +109,12 @@ class DropRepeats(beam.DoFn):
             seen.next_offset = batch.next_offset
             entry.receipts = Receipts(1, batch.next_offset)
         self.duplicates.inc(int((~keep).sum()))
+        for row, letter in batch.late.items():
+            if keep[row]:  # first seen, but beyond the allowed lateness: dead-lettered, not counted
+                keep[row] = False
+                self.late.inc()
+                yield pvalue.TaggedOutput(DEAD_LETTERS, letter)
+        self.valid.inc(int(keep.sum()))
         events = batch.events if keep.all() else batch.events.take(keep)
         if len(events):
             yield EventBatch(batch.batch_id, events)

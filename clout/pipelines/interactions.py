@@ -60,11 +60,13 @@ class ReadInteractions(beam.PTransform):
                                                       max_read_time_seconds=self.freshness_s)
             | "Decode" >> beam.ParDo(DecodeBatch()).with_outputs(DEAD_LETTERS, main="events")
         )
-        _ = decoded[DEAD_LETTERS] | "DeadLetter" >> beam.ParDo(WriteDeadLetters(self.config.client, self.dlq_topic))
-        return (
+        first_seen = (
             decoded.events
             | "ByPartition" >> beam.Map(lambda batch: (f"{batch.batch_id[0]}/{batch.batch_id[1]}", batch))
             # Typed so Beam picks a deterministic key coder for the state key.
             | "DropRepeats" >> beam.ParDo(DropRepeats(self.config.dedup_horizon_ms, self.single_worker))
-            .with_input_types(tuple[str, Any])
+            .with_input_types(tuple[str, Any]).with_outputs(DEAD_LETTERS, main="events")
         )
+        _ = ((decoded[DEAD_LETTERS], first_seen[DEAD_LETTERS]) | "AllDeadLetters" >> beam.Flatten()
+             | "DeadLetter" >> beam.ParDo(WriteDeadLetters(self.config.client, self.dlq_topic)))
+        return first_seen.events
