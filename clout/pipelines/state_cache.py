@@ -104,10 +104,6 @@ class StateCache(Generic[T]):
         with self._lock:
             return self._entries.get(key)
 
-    def forget(self, key: Hashable) -> None:
-        with self._lock:
-            self._entries.pop(key, None)
-
 
 def cache_for(token: str, single_worker: bool, max_keys: int = 50_000) -> StateCache[Any]:
     """The process's cache for the transform named by `token` (made when the pipeline is built),
