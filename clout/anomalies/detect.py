@@ -1,11 +1,17 @@
-"""All four detectors over one window pane: what the pipeline's window step calls.
+"""The four detectors over one window pane, split the way the pipeline spreads them.
 
-Each detector reads only the pane (the window's events and the context before its end) and, for
-lockstep, the groups the pipeline wrote for earlier windows. So a restart that replays the context
-flags exactly what the uninterrupted run flagged. MIDAS-R is the one streaming detector: its
-sketches start afresh every `epoch` of event time (a day by default) and take in each slice once,
-in order, as panes reach it; a restart rebuilds them from the start of the epoch, which the
-replayed context covers.
+Bot-likeness, bursts and microclusters judge one account each (an actor, a user's volumes, a
+target), so `ShardDetectors` runs them for the accounts one shard owns, on a pane holding every
+event those accounts are in (as actor or target) and the context before its end: what each shard
+finds is exactly what the whole graph would find for its accounts. Lockstep needs the whole
+window (pairs of actors), so its groups are found per window (`lockstep.find_groups`) and judged
+against the groups of earlier windows where the window is scored.
+
+Each detector reads only the pane, so a restart that replays the context flags exactly what the
+uninterrupted run flagged. MIDAS-R is the one streaming detector: its sketches, sharded by target,
+start afresh every `epoch` of event time (a day by default) and take in each slice once, in order,
+as panes reach it; a restart rebuilds them from the start of the epoch, which the replayed context
+covers.
 """
 
 from __future__ import annotations
@@ -19,8 +25,7 @@ import numpy as np
 from clout.anomalies.bots import ActorHistory, detect_bots
 from clout.anomalies.burst import Volume, detect_bursts
 from clout.anomalies.config import Thresholds
-from clout.anomalies.flag import Flag, Group
-from clout.anomalies.lockstep import find_lockstep
+from clout.anomalies.flag import DETECTORS, Flag, Group
 from clout.anomalies.microclusters import EdgeScore, MidasR, account_key, microcluster_flags, shard_of
 from clout.model.columns import EventColumns, empty
 from clout.model.panes import Pane
@@ -53,9 +58,10 @@ def context_needed_ms(thresholds: Thresholds, policy: WindowPolicy) -> int:
 class EpochMidas:
     """MIDAS-R sharded by destination, restarted every epoch; keeps each slice's high-scoring edges."""
 
-    def __init__(self, thresholds: Thresholds, shards: int, epoch_ms: int = DAY_MS) -> None:
+    def __init__(self, thresholds: Thresholds, shards: int, epoch_ms: int = DAY_MS, only: int | None = None) -> None:
         self.config = thresholds.midas
         self.shards = shards
+        self.only = only  # feed just this shard's sketch (the pipeline's step for one account shard)
         self.epoch_ms = epoch_ms
         self.epoch: int | None = None
         self.fed_until: int | None = None  # end of the last slice taken in
@@ -88,7 +94,7 @@ class EpochMidas:
             keys = np.fromiter((account_key(n) for n in names), dtype=np.uint64, count=len(names))
             shard = np.fromiter((shard_of(n, self.shards) for n in names), dtype=np.int64, count=len(names))
             ticks_all = events.ts // (self.config.tick_s * 1000)
-            for s in range(self.shards):
+            for s in range(self.shards) if self.only is None else (self.only,):
                 mine = np.flatnonzero(shard[events.target] == s)
                 if not len(mine):
                     continue
@@ -101,24 +107,34 @@ class EpochMidas:
         self.hot[slice_start] = hot
 
 
-class WindowDetectors:
-    """Burst, bot-likeness, lockstep and microclusters for one pane."""
+def in_order(flags: Sequence[Flag]) -> list[Flag]:
+    """A window's flags in one order whatever step and shard found them: by detector, then user."""
+    rank = {name: i for i, name in enumerate(DETECTORS)}
+    return sorted(flags, key=lambda f: (rank[f.detector], f.user))
 
-    def __init__(self, thresholds: Thresholds, policy: WindowPolicy, midas: EpochMidas) -> None:
+
+class ShardDetectors:
+    """Bot-likeness, bursts and microclusters for the accounts of one shard (of `shards`).
+
+    The pane must hold every event in which one of the shard's accounts is actor or target; other
+    accounts in it are seen partly, so their verdicts are dropped. One instance per shard, fed panes
+    in time order (MIDAS-R's sketch for the shard's targets is a stream)."""
+
+    def __init__(self, thresholds: Thresholds, policy: WindowPolicy, shard: int, shards: int) -> None:
         self.thresholds = thresholds
         self.policy = policy
-        self.midas = midas
+        self.shard = shard
+        self.shards = shards
+        self.midas = EpochMidas(thresholds, shards, only=shard)
         self._volume_cache: dict[tuple[int, tuple[int, ...]], tuple[Counter[str], Counter[str]]] = {}
 
-    def find(self, pane: Pane, earlier_groups: Sequence[Group]) -> Findings:
+    def find(self, pane: Pane) -> list[Flag]:
         window = window_id(pane.start_ms, pane.end_ms)
         flags = detect_bots(pane.events, window, self._actor_history(pane), pane.end_ms, self.thresholds.bot)
-        lockstep = find_lockstep(pane.events, window, self.thresholds.lockstep, earlier_groups)
-        flags += lockstep.flags
         flags += self._bursts(pane, window)
         self.midas.feed_until(pane.slices, pane.end_ms, self.policy.slice_ms, pane.start_ms)
         flags += microcluster_flags(self.midas.edges(pane.start_ms, pane.end_ms), window, self.thresholds.midas)
-        return Findings(flags, list(lockstep.groups))
+        return in_order([f for f in flags if shard_of(f.user, self.shards) == self.shard])
 
     def _actor_history(self, pane: Pane) -> ActorHistory:
         """A day of the window's actors' activity, taken in slice by slice as the detector expects."""

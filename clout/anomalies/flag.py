@@ -42,6 +42,10 @@ class Flag:
         object.__setattr__(self, "reasons", tuple(self.reasons))
         object.__setattr__(self, "evidence", MappingProxyType({k: float(v) for k, v in self.evidence.items()}))
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled with its evidence as a plain dict (flags travel between pipeline steps)."""
+        return Flag, (self.user, self.window, self.detector, self.score, self.reasons, dict(self.evidence), self.group)
+
     def to_dict(self) -> dict[str, Any]:
         return {"user": self.user, "window": self.window, "detector": self.detector, "score": self.score,
                 "reasons": list(self.reasons), "evidence": dict(self.evidence), "group": self.group}

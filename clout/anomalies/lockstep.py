@@ -242,9 +242,32 @@ def find_lockstep(
     group. With recurrence 0 members are flagged at first sight.
     """
     config = config or LockstepConfig()
-    groups, stats, members_in_step = _groups(events, window, config)
+    found = find_groups(events, window, config)
+    return LockstepResult(found.groups, recurring_flags(found, earlier, config), found.stats)
+
+
+@dataclass(frozen=True)
+class WindowGroups:
+    """One window's lockstep groups: a pure function of its events, so the window's own step finds
+    them and the windows after it judge recurrence (`recurring_flags`) with the groups before them."""
+
+    window: str
+    groups: list[Group]
+    stats: dict[str, float]
+    in_step: dict[str, int]  # member -> shared targets it was in step on
+
+
+def find_groups(events: Sequence[Event], window: str, config: LockstepConfig | None = None) -> WindowGroups:
+    groups, stats, in_step = _groups(events, window, config or LockstepConfig())
+    return WindowGroups(window, groups, stats, in_step)
+
+
+def recurring_flags(found: WindowGroups, earlier: Sequence[Group], config: LockstepConfig | None = None
+                    ) -> list[Flag]:
+    """Flags for the members of the window's groups that overlap groups of >= `recurrence` earlier windows."""
+    config = config or LockstepConfig()
     flags = []
-    for group in groups:
+    for group in found.groups:
         seen = recurrences(group, earlier, config)
         if seen < config.recurrence:
             continue
@@ -253,11 +276,11 @@ def find_lockstep(
                   f"as in {seen} earlier windows")
         for name in group.members:
             evidence = {"group_size": len(group.members), "shared_targets": len(group.targets),
-                        "synchrony": round(group.synchrony, 4), "member_targets_in_step": members_in_step[name],
+                        "synchrony": round(group.synchrony, 4), "member_targets_in_step": found.in_step[name],
                         "earlier_windows": seen, "delta_s": config.delta_s}
-            flags.append(Flag(name, window, "lockstep", group.score, (reason,), evidence, group.id))
-    stats["flags"] = float(len(flags))
-    return LockstepResult(groups, flags, stats)
+            flags.append(Flag(name, found.window, "lockstep", group.score, (reason,), evidence, group.id))
+    found.stats["flags"] = float(len(flags))
+    return flags
 
 
 def _groups(events: Sequence[Event], window: str, config: LockstepConfig

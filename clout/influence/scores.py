@@ -430,14 +430,14 @@ def long_term_score(history: Iterable[tuple[int, float]], now_end_s: int, period
     horizon = history_len * period_s
     by_end = {end: score for end, score in history if 0 <= now_end_s - end < horizon}
     total = math.fsum(by_end[end] * 2.0 ** (-(now_end_s - end) / half_life_s) for end in sorted(by_end))
-    return total / _full_weight(period_s, half_life_s, history_len)
+    return total / full_weight(period_s, half_life_s, history_len)
 
 
 @functools.lru_cache(maxsize=16)
-def _full_weight(period_s: int, half_life_s: int, history_len: int) -> float:
+def full_weight(period_s: int, half_life_s: int, history_len: int) -> float:
     """The weight of a history with every window present (the long-term score's denominator)."""
     return math.fsum(2.0 ** (-k * period_s / half_life_s) for k in range(history_len))
 
 
 __all__ = ["AMPLIFYING_KINDS", "DEFAULT_KIND_WEIGHTS", "InfluenceConfig", "Parts", "UserInfluence",
-           "clean_influence", "long_term_score", "pagerank", "rounded_score", "window_influence"]
+           "clean_influence", "full_weight", "long_term_score", "pagerank", "rounded_score", "window_influence"]

@@ -105,3 +105,13 @@ def _reinterned(parts: list[tuple[Sequence[str], np.ndarray, np.ndarray]]
     first = np.concatenate([code[f + o] for f, o in zip(firsts, offsets, strict=True)])
     second = np.concatenate([code[s + o] for s, o in zip(seconds, offsets, strict=True)])
     return vocab.tolist(), first, second
+
+
+def canonical(events: EventColumns) -> EventColumns:
+    """Rows sorted by (ts, actor, target, kind, platform): the same events give the same columns in
+    the same order, so every floating-point result is the same bit for bit."""
+    if len(events) < 2:
+        return events
+    order = np.lexsort((events.platform, events.kind, events.target, events.actor, events.ts))
+    return EventColumns(events.ts[order], events.actor[order], events.target[order], events.kind[order],
+                        events.platform[order], events.names, events.platforms)

@@ -43,7 +43,8 @@ def _add_run(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     parser.add_argument("--window", type=int, default=3600, help="window size in seconds (default 3600)")
     parser.add_argument("--period", type=int, default=900, help="window period in seconds; = window for fixed")
     parser.add_argument("--lateness", type=int, default=600, help="allowed lateness in seconds (default 600)")
-    parser.add_argument("--shards", type=int, default=4, help="user shards per window (parallelism, default 4)")
+    parser.add_argument("--shards", type=int, default=4,
+                        help="account shards: the per-account detectors and the totals spread over this many keys")
     start = parser.add_mutually_exclusive_group()
     start.add_argument("--from-beginning", action="store_true", help="a new group starts at the earliest offsets")
     start.add_argument("--from-latest", action="store_true", help="a new group starts at the end (default)")

@@ -28,11 +28,11 @@ from clout.pipelines.interactions import ReadInteractions
 from clout.pipelines.recovery import RecordProgress, StartPlan, plan_start
 from clout.pipelines.sink import WriteWindowTotals
 from clout.pipelines.source import SourceConfig
-from clout.pipelines.window_graph import WindowGraphs
+from clout.pipelines.window_scores import WindowGraphs
 from clout.settings import Settings
 from clout.store.client import RedisTarget
 from clout.store.layout import KeyLayout
-from clout.store.window_results import ResultsConfig, WindowResultsFactory
+from clout.store.window_results import ResultsConfig
 
 STREAMING_JOB_DEADLINE_S = 10 * 365 * 24 * 3600
 
@@ -74,8 +74,7 @@ def build_pipeline(pipeline: beam.Pipeline, settings: Settings, config: RunConfi
         redis_target, layout, config.policy, settings.retention_seconds, plan.horizon_ms, single_worker=single)
     results = ResultsConfig(redis_target, layout, config.influence, config.policy, settings.retention_seconds,
                             config.thresholds, settings.kafka_client_config(), settings.flags_topic, config.shards)
-    analysed = events | "WindowGraphs" >> WindowGraphs(config.policy, config.context_ms, plan.horizon_ms,
-                                                       WindowResultsFactory(results), single_worker=single)
+    analysed = events | "WindowGraphs" >> WindowGraphs(results, config.context_ms, plan.horizon_ms, single)
     _ = ((written, analysed) | "WindowEnds" >> beam.Flatten()
          | "RecordProgress" >> RecordProgress(redis_target, layout, settings.group, config.policy))
 

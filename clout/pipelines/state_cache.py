@@ -99,6 +99,11 @@ class StateCache(Generic[T]):
                     self.rebuilds += 1
             yield entry
 
+    def drop(self, key: Hashable) -> None:
+        """Forget the key's entry (its state was cleared for good)."""
+        with self._lock:
+            self._entries.pop(key, None)
+
     def peek(self, key: Hashable) -> Entry[T] | None:
         """The key's entry as it is (for a bundle's end, where state cannot be read); lock it to use it."""
         with self._lock:

@@ -1,15 +1,17 @@
-"""Each window's interaction graph in one place, analysed when the window is complete.
+"""Each account shard's events with a day of context, analysed when each window is complete.
 
-Influence (PageRank) and the anomaly detectors need a whole window's events, and some need more:
-bot-likeness looks at a day of an actor's activity, bursts compare a window with earlier ones. So
-this step gathers events by slice (one window period), as columns, and keeps `context` of event
-time behind every window it still has to analyse. Each slice is held once, not once per window.
+Bot-likeness looks at a day of an actor's activity, bursts compare a window with earlier ones,
+MIDAS-R is a stream over the epoch: per-account verdicts that need context. So this step is keyed
+by account shard (see slices.py: a shard gets the rows its accounts are in), gathers its events by
+slice (one window period), as columns, and keeps `context` of event time behind every window it
+still has to analyse. Each slice is held once, not once per window.
 
 Panes, as Beam's default trigger gives them: an on-time pane when the watermark passes a window's
 end (results visible while late data may still come), and a final pane at end + allowed lateness,
 recomputed only when late data arrived in between. Every pane is a pure function of the window's
 events and its context, so a restart that replays them (see recovery.py: the read starts
-`context` earlier than the oldest open window) writes exactly the same results.
+`context` earlier than the oldest open window) finds exactly the same. Each pane analysed goes on
+as a `PaneResult` to the window's scoring step (window_scores.py).
 
 State is the truth: the chunks and a record of every pane written are appended to rotating bags
 (a chunk to bag (slice // span) % 4, a pane record to its window's), each with a receipts bag beside
@@ -24,33 +26,39 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import apache_beam as beam
-import numpy as np
 from apache_beam.coders import PickleCoder, VarIntCoder
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import BagStateSpec, TimerSpec, on_timer
-from apache_beam.transforms.window import GlobalWindows, TimestampedValue
+from apache_beam.transforms.window import GlobalWindows
 from apache_beam.utils.timestamp import Timestamp
 
-from clout.model.columns import EventColumns, concat
+from clout.model.columns import EventColumns, canonical, concat
 from clout.model.panes import Pane
 from clout.model.windows import WindowPolicy
-from clout.pipelines.decode import EventBatch
+from clout.pipelines.slices import Chunk, ChunkId, to_shards
 from clout.pipelines.state_cache import Receipts, cache_for, digest
 
 N_BAGS = 4
-GRAPH_KEY = "graph"
-# (batch id, slice start): names a chunk so a replayed chunk is held once
-ChunkId = tuple[Any, int]
-Chunk = tuple[ChunkId, int, EventColumns]
 _PANE = "pane"  # first field of a pane record in a bag: (_PANE, window start, final)
 
-# Analyses a pane and writes its results; returns a summary (for the log and the tests). The dict is
+# Analyses a pane of the key (a shard) and returns what goes on to the window's scoring. The dict is
 # the analysis's own cache for this key, emptied whenever the slices are rebuilt from state.
-Analyse = Callable[[Pane, dict[str, Any]], dict[str, int]]
+Analyse = Callable[[Pane, dict[str, Any], Any], Any]
+
+
+class PaneResult(NamedTuple):
+    """One key's analysis of one pane of a window: `events` is how many events of the window the key
+    held (a later pane of the same window holds at least as many)."""
+
+    key: Any
+    start_ms: int
+    final: bool
+    events: int
+    value: Any
 
 
 @dataclass
@@ -80,11 +88,11 @@ class _Slices:
         """One slice's events, canonical (sorted names, rows in a fixed order) whatever the chunks' order."""
         merged = self.canonical.get(slice_start)
         if merged is None:
-            merged = self.canonical[slice_start] = _canonical(concat(self.events.get(slice_start, [])))
+            merged = self.canonical[slice_start] = canonical(concat(self.events.get(slice_start, [])))
         return merged
 
     def between(self, start_ms: int, end_ms: int, slice_ms: int) -> EventColumns:
-        return _canonical(concat([self.slice(s) for s in range(start_ms, end_ms, slice_ms) if s in self.events]))
+        return canonical(concat([self.slice(s) for s in range(start_ms, end_ms, slice_ms) if s in self.events]))
 
     def slices_between(self, start_ms: int, end_ms: int) -> dict[int, EventColumns]:
         return {s: self.slice(s) for s in sorted(self.events) if start_ms <= s < end_ms}
@@ -102,16 +110,6 @@ class _Slices:
 def _receipt(item: tuple[Any, ...]) -> int:
     """A bag item's receipt: its chunk id, or the whole pane record."""
     return digest(item if item[0] == _PANE else item[0])
-
-
-def _canonical(events: EventColumns) -> EventColumns:
-    """Rows sorted by (ts, actor, target, kind, platform): the same events give the same columns in
-    the same order, so every floating-point result is the same bit for bit."""
-    if len(events) < 2:
-        return events
-    order = np.lexsort((events.platform, events.kind, events.target, events.actor, events.ts))
-    return EventColumns(events.ts[order], events.actor[order], events.target[order], events.kind[order],
-                        events.platform[order], events.names, events.platforms)
 
 
 class AnalyseWindows(beam.DoFn):
@@ -134,21 +132,21 @@ class AnalyseWindows(beam.DoFn):
         self.keep_ms = self.context_ms + policy.size_ms + policy.lateness_s * 1000 + policy.slice_ms
         # One bag spans `keep`: at most three are in use, and a cleared bag is next written two spans later.
         self.bag_span_ms = self.keep_ms - self.keep_ms % policy.slice_ms + policy.slice_ms
-        self.panes = Metrics.counter("clout.graph", "panes_written")
+        self.panes = Metrics.counter("clout.graph", "shard_panes_analysed")
         self.late_chunks = Metrics.counter("clout.graph", "chunks_after_final")
         self.dropped_chunks = Metrics.counter("clout.graph", "chunks_after_forget_dropped")
         self.rebuilds = Metrics.counter("clout.graph", "cache_rebuilds")
 
     def setup(self) -> None:
         self.analyse = self.analyse_factory()
-        self.cache = cache_for(self.cache_token, self.single_worker, max_keys=4)
+        self.cache = cache_for(self.cache_token, self.single_worker, max_keys=64)
 
     def teardown(self) -> None:
         close = getattr(getattr(self, "analyse", None), "close", None)
         if close is not None:
             close()  # the analysis's Redis and Kafka clients
 
-    def process(self, element: tuple[str, Chunk], key: Any = beam.DoFn.KeyParam, due: Any = beam.DoFn.TimerParam(DUE),
+    def process(self, element: tuple[Any, Chunk], key: Any = beam.DoFn.KeyParam, due: Any = beam.DoFn.TimerParam(DUE),
                 bag0: Any = beam.DoFn.StateParam(BAG0), bag1: Any = beam.DoFn.StateParam(BAG1),
                 bag2: Any = beam.DoFn.StateParam(BAG2), bag3: Any = beam.DoFn.StateParam(BAG3),
                 rcpt0: Any = beam.DoFn.StateParam(RCPT0), rcpt1: Any = beam.DoFn.StateParam(RCPT1),
@@ -174,19 +172,21 @@ class AnalyseWindows(beam.DoFn):
              bag0: Any = beam.DoFn.StateParam(BAG0), bag1: Any = beam.DoFn.StateParam(BAG1),
              bag2: Any = beam.DoFn.StateParam(BAG2), bag3: Any = beam.DoFn.StateParam(BAG3),
              rcpt0: Any = beam.DoFn.StateParam(RCPT0), rcpt1: Any = beam.DoFn.StateParam(RCPT1),
-             rcpt2: Any = beam.DoFn.StateParam(RCPT2), rcpt3: Any = beam.DoFn.StateParam(RCPT3)) -> Iterator[int]:
+             rcpt2: Any = beam.DoFn.StateParam(RCPT2), rcpt3: Any = beam.DoFn.StateParam(RCPT3)
+             ) -> Iterator[PaneResult]:
         bags, receipts = (bag0, bag1, bag2, bag3), (rcpt0, rcpt1, rcpt2, rcpt3)
         now = when.micros // 1000
+        results = []
         with self._holding(key, bags, receipts) as entry:
             memo: _Slices = entry.value
-            written = self._windows_due(memo, now)
-            for start in written:
-                final = self._write_pane(memo, start, now)
+            for start in self._windows_due(memo, now):
+                final, result = self._write_pane(key, memo, start, now)
                 self._append(entry, bags, receipts, self._bag_of(start), (_PANE, start, final))
+                if result is not None:
+                    results.append(result)
             self._forget(memo, now, bags, receipts, entry)
             self._arm(memo, due)
-        # Window ends go on to progress tracking, which must not seal a window before its final pane.
-        return iter(start + self.policy.size_ms for start in written)
+        return iter(results)
 
     # --- state ------------------------------------------------------------------------------------
 
@@ -241,18 +241,23 @@ class AnalyseWindows(beam.DoFn):
 
     # --- panes ------------------------------------------------------------------------------------
 
-    def _write_pane(self, memo: _Slices, start: int, now: int) -> bool:
+    def _write_pane(self, key: Any, memo: _Slices, start: int, now: int) -> tuple[bool, PaneResult | None]:
+        """Analyse the window's pane, unless it is a final pane with nothing new since the on-time one
+        (whose result then stands)."""
         end = start + self.policy.size_ms
         final = now >= self._final_at(start)
-        pane = Pane(start, end, memo.between(start, end, self.policy.slice_ms),
-                    memo.slices_between(end - self.context_ms, end), final, changed=start in memo.dirty)
-        self.analyse(pane, memo.derived)
-        self.panes.inc()
+        changed = start in memo.dirty
+        result = None
+        if changed or not final:
+            pane = Pane(start, end, memo.between(start, end, self.policy.slice_ms),
+                        memo.slices_between(end - self.context_ms, end), final, changed=changed)
+            result = PaneResult(key, start, final, len(pane.events), self.analyse(pane, memo.derived, key))
+            self.panes.inc()
         memo.dirty.discard(start)
         memo.on_time.add(start)
         if final:
             memo.final.add(start)
-        return final
+        return final, result
 
     def _next_pane_at(self, memo: _Slices, start: int) -> int | None:
         """When window `start` is next due: on time at its end, final at end + lateness, and again
@@ -290,37 +295,20 @@ class AnalyseWindows(beam.DoFn):
         return (ms // self.bag_span_ms) % N_BAGS
 
 
-class SliceChunks(beam.DoFn):
-    """A batch of events -> one chunk per slice of event time, on the single graph key."""
-
-    def __init__(self, slice_ms: int) -> None:
-        self.slice_ms = slice_ms
-
-    def process(self, batch: EventBatch) -> Iterator[TimestampedValue]:
-        batch_id, events = batch
-        slices = events.ts - events.ts % self.slice_ms
-        earliest = int(events.ts.min())
-        for slice_start in np.unique(slices).tolist():
-            chunk = events.take(slices == slice_start, compact=True)
-            yield TimestampedValue((GRAPH_KEY, ((batch_id, slice_start), slice_start, chunk)),
-                                   max(slice_start, earliest) / 1000)
-
-
-class WindowGraphs(beam.PTransform):
-    """Event batches -> every window's graph analysed (influence, flags) and written by `analyse`;
-    emits the end (ms) of each window a pane was written for."""
+class AccountShardPanes(beam.PTransform):
+    """Chunks -> each account shard's panes analysed by `analyse` (a `PaneResult` per shard and pane)."""
 
     def __init__(self, policy: WindowPolicy, context_ms: int, horizon_ms: int | None,
-                 analyse_factory: Callable[[], Analyse], single_worker: bool = False) -> None:
+                 analyse_factory: Callable[[], Analyse], shards: int, single_worker: bool = False) -> None:
         super().__init__()
-        self.policy = policy
+        self.shards = shards
         self.analyse = AnalyseWindows(policy, context_ms, horizon_ms, analyse_factory, single_worker)
 
-    def expand(self, batches: beam.PCollection) -> beam.PCollection:
+    def expand(self, chunks: beam.PCollection) -> beam.PCollection:
         return (
-            batches
-            | "SliceChunks" >> beam.ParDo(SliceChunks(self.policy.slice_ms))
+            chunks
+            | "ToShards" >> beam.FlatMap(to_shards, self.shards)
             | "Global" >> beam.WindowInto(GlobalWindows())
             # Typed so Beam picks a deterministic key coder for the state key.
-            | "AnalyseWindows" >> beam.ParDo(self.analyse).with_input_types(tuple[str, Any])
+            | "AnalyseShards" >> beam.ParDo(self.analyse).with_input_types(tuple[int, Any])
         )

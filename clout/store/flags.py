@@ -18,11 +18,25 @@ import redis
 from kafka import KafkaProducer
 
 from clout.anomalies.detect import Findings
-from clout.anomalies.flag import Flag, Group
+from clout.anomalies.flag import DETECTORS, Flag, Group
 from clout.store.layout import KeyLayout
 
-DETECTORS = ("burst", "bot", "lockstep", "microcluster")
 STREAM_MAXLEN = 100_000
+# KEYS: the user's flags hash. ARGV: detector, flag JSON, window end, window start (epoch s), ttl.
+# Sets the detector's flag unless the stored one is of a newer window (by end, then start): windows
+# are written concurrently and in any order, and the newest must win whatever the order.
+_NEWEST_FLAG = """
+local stored = redis.call('HGET', KEYS[1], ARGV[1])
+if stored then
+  local s, e = string.match(cjson.decode(stored)['window'], '^(%d+)-(%d+)$')
+  local stored_end, stored_start = tonumber(e), tonumber(s)
+  local end_s, start_s = tonumber(ARGV[3]), tonumber(ARGV[4])
+  if stored_end > end_s or (stored_end == end_s and stored_start > start_s) then return 0 end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
 
 
 class FlagWriter:
@@ -33,6 +47,7 @@ class FlagWriter:
         self.retention_s = retention_s
         self.producer = producer
         self.flags_topic = flags_topic
+        self._newest_flag = client.register_script(_NEWEST_FLAG)
 
     def earlier_groups(self, window_ids: Iterable[str]) -> list[Group]:
         """The groups written for these windows (the lockstep detector's memory)."""
@@ -50,17 +65,16 @@ class FlagWriter:
         yet and return them."""
         new = self._unannounced(wid, findings.flags) if final else []
         self._publish(new)
-        stored_windows = self._users_flag_windows(findings.flags)
         layout, ttl = self.layout, self.retention_s
+        start_s, end_s = wid.split("-")
         pipe = self.client.pipeline(transaction=True)
         keys = [layout.flagged(wid), layout.groups(wid), *(layout.flagged(wid, d) for d in DETECTORS)]
         pipe.delete(*keys)
         for flag in findings.flags:
             pipe.zadd(layout.flagged(wid, flag.detector), {flag.user: flag.score})
             pipe.zadd(layout.flagged(wid), {flag.user: flag.score}, gt=True)
-            if stored_windows.get((flag.user, flag.detector), "") <= _sortable(wid):
-                pipe.hset(layout.user_flags(flag.user), flag.detector, flag.to_json())
-                pipe.expire(layout.user_flags(flag.user), ttl)
+            self._newest_flag(keys=[layout.user_flags(flag.user)],
+                              args=[flag.detector, flag.to_json(), end_s, start_s, ttl], client=pipe)
         for group in findings.groups:
             pipe.zadd(layout.groups(wid), {group.id: len(group.members)})
             pipe.set(layout.group(group.id), group.to_json(), ex=ttl)
@@ -80,17 +94,6 @@ class FlagWriter:
         known = self.client.smismember(self.layout.announced(wid), [_announcement(f) for f in flags])
         return [flag for flag, seen in zip(flags, known, strict=True) if not seen]
 
-    def _users_flag_windows(self, flags: Sequence[Flag]) -> dict[tuple[str, str], str]:
-        """(user, detector) -> the window of the stored flag, so an older window never overwrites a newer one."""
-        pipe = self.client.pipeline(transaction=False)
-        for flag in flags:
-            pipe.hget(self.layout.user_flags(flag.user), flag.detector)
-        stored = {}
-        for flag, value in zip(flags, pipe.execute(), strict=True):
-            if value:
-                stored[flag.user, flag.detector] = _sortable(orjson.loads(value)["window"])
-        return stored
-
     def _publish(self, flags: Sequence[Flag]) -> None:
         if self.producer is None or not flags:
             return
@@ -101,12 +104,6 @@ class FlagWriter:
 
 def _announcement(flag: Flag) -> str:
     return f"{flag.detector}:{flag.user}"
-
-
-def _sortable(wid: str) -> str:
-    """Window ids compared by end time (zero-padded), then start."""
-    start, end = wid.split("-")
-    return f"{int(end):012d}-{int(start):012d}"
 
 
 def _group(value: dict[str, Any]) -> Group:

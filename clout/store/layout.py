@@ -11,7 +11,6 @@ Curly braces are Redis Cluster hash tags: a window's keys share one slot.
 | `clout:v1:win:{<window>}:lb:received` | sorted set | member: user; score: interactions received |
 | `clout:v1:win:{<window>}:lb:engagers` | sorted set | member: user; score: distinct engagers |
 | `clout:v1:progress:{<group>}` | hash | pipeline bookkeeping for restarts (not for readers) |
-| `clout:v1:users:writer` | string | which pipeline process last wrote users' documents, so a process knows whether its copy of them is current (bookkeeping) |
 | `clout:v1:win:{<window>}:announced` | set | `<detector>:<user>` of the window's flags already announced (bookkeeping) |
 | `clout:v1:scored` | sorted set | windows with influence and flags written (on-time pane or later), scored by end; newest = the latest complete window |
 | `clout:v1:win:{<window>}:influence` | hash | field: user who received engagement; value: JSON influence (below); anyone else scores 1 |
@@ -71,8 +70,6 @@ class KeyLayout:
     def leaderboard(self, window: str, metric: str) -> str:
         return f"{self.root}:win:{{{window}}}:lb:{metric}"
 
-    def users_writer(self) -> str:
-        return f"{self.root}:users:writer"
 
     def progress(self, group: str) -> str:
         return f"{self.root}:progress:{{{group}}}"

@@ -1,5 +1,5 @@
-"""WindowGraphs under TestStream: on-time and final panes, late data within the lateness, context,
-replayed chunks held once, and windows before the replay horizon used only as context."""
+"""An account shard's panes under TestStream: on-time and final panes, late data within the lateness,
+context, replayed chunks held once, and windows before the replay horizon used only as context."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from clout.model.events import Event
 from clout.model.panes import Pane
 from clout.model.windows import WindowPolicy
 from clout.pipelines.decode import EventBatch
-from clout.pipelines.window_graph import WindowGraphs
+from clout.pipelines.slices import SliceChunks
+from clout.pipelines.window_graph import AccountShardPanes
 from clout.pipelines.worker_memory import shared
 
 POLICY = WindowPolicy(size_s=3600, period_s=900, lateness_s=600)
@@ -36,10 +37,10 @@ class Recorder:
     def panes(self) -> list[Pane]:
         return shared(self.token, list)
 
-    def __call__(self) -> Callable[[Pane, dict], dict[str, int]]:
-        def analyse(pane: Pane, derived: dict) -> dict[str, int]:
+    def __call__(self) -> Callable[[Pane, dict, int], int]:
+        def analyse(pane: Pane, derived: dict, shard: int) -> int:
             self.panes().append(pane)
-            return {}
+            return len(pane.events)
         return analyse
 
 
@@ -53,15 +54,17 @@ def ev(ts: int, actor: str = "a", target: str = "b") -> Event:
 
 
 def run(stream: TestStream, horizon_ms: int | None = None, context_ms: int = HOUR) -> list[Pane]:
-    """Runs WindowGraphs; checks that progress tracking hears of exactly the windows analysed.
+    """Runs one shard's panes; checks that every pane analysed goes on as a result.
 
-    The ends are collected in the worker's memory rather than with assert_that: the DirectRunner
+    The results are collected in the worker's memory rather than with assert_that: the DirectRunner
     drops timer output behind a watermark advanced straight to infinity (Prism holds it)."""
-    recorder, ends_token = Recorder(), uuid.uuid4().hex
+    recorder, results_token = Recorder(), uuid.uuid4().hex
     with TestPipeline(options=PipelineOptions(["--streaming"])) as p:
-        ends = p | stream | WindowGraphs(POLICY, context_ms, horizon_ms, recorder)
-        _ = ends | beam.Map(lambda end: shared(ends_token, list).append(end))
-    assert set(shared(ends_token, list)) == {p.end_ms for p in recorder.panes()}
+        results = (p | stream | beam.ParDo(SliceChunks(POLICY.slice_ms))
+                   | AccountShardPanes(POLICY, context_ms, horizon_ms, recorder, shards=1))
+        _ = results | beam.Map(lambda r: shared(results_token, list).append((r.start_ms, r.final, r.value)))
+    assert sorted(shared(results_token, list)) == sorted((p.start_ms, p.final, len(p.events))
+                                                        for p in recorder.panes())
     return recorder.panes()
 
 
@@ -82,7 +85,7 @@ def test_on_time_then_final_pane_with_late_data() -> None:
     assert [(p.final, p.changed, len(p.events)) for p in window] == [(False, True, 2), (True, True, 3)]
 
 
-def test_final_pane_without_late_data_is_marked_unchanged() -> None:
+def test_final_pane_without_late_data_is_not_analysed_again() -> None:
     stream = (TestStream()
               .advance_watermark_to(T0 / 1000)
               .add_elements([batch("1", ev(T0 + 1_000))])
@@ -90,7 +93,7 @@ def test_final_pane_without_late_data_is_marked_unchanged() -> None:
               .advance_watermark_to((T0 + HOUR + 600_000) / 1000)
               .advance_watermark_to_infinity())
     panes = run(stream)
-    assert [(p.final, p.changed) for p in panes_of(panes, T0)] == [(False, True), (True, False)]
+    assert [(p.final, p.changed) for p in panes_of(panes, T0)] == [(False, True)]
 
 
 def test_a_watermark_jump_still_fires_panes_in_time_order() -> None:
@@ -99,10 +102,10 @@ def test_a_watermark_jump_still_fires_panes_in_time_order() -> None:
               .add_elements([batch("1", ev(T0 + 1_000))])
               .advance_watermark_to_infinity())
     panes = run(stream)
-    # timers fire at their own times, in order: on time, then final with nothing new
-    assert [(p.final, p.changed) for p in panes_of(panes, T0)] == [(False, True), (True, False)]
+    # timers fire at their own times, in order: on time (the final pane has nothing new)
+    assert [(p.final, p.changed) for p in panes_of(panes, T0)] == [(False, True)]
     # one event sits in four sliding windows, each analysed once
-    assert Counter(p.start_ms for p in panes) == {T0 - 2_700_000: 2, T0 - 1_800_000: 2, T0 - 900_000: 2, T0: 2}
+    assert Counter(p.start_ms for p in panes) == {T0 - 2_700_000: 1, T0 - 1_800_000: 1, T0 - 900_000: 1, T0: 1}
 
 
 def test_context_reaches_back_before_the_window_and_replays_are_held_once() -> None:
