@@ -1,7 +1,7 @@
 """The store on a real 3-master Redis Cluster beside the single test Redis: the same code writes
 both (no CROSSSLOT), the flag path announces each final flag once, readers see what was written,
-and the users' documents written through a cluster pipeline (Lua sent whole) equal the single
-server's byte for byte."""
+the flag subscriber's consumer group reads the stream, and the users' documents written through a
+cluster pipeline (Lua sent whole) equal the single server's byte for byte."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from test_window_results import PANES, results, user_docs
 from clout.anomalies.detect import Findings
 from clout.anomalies.flag import Flag, Group, group_id
 from clout.serving.client import CloutClient
+from clout.serving.subscriber import FlagSubscriber
 from clout.settings import Settings
 from clout.store.client import SyncClient, is_cluster_url, sync_client
 from clout.store.flags import DETECTORS, FlagWriter
@@ -113,6 +114,14 @@ def test_flags_are_written_announced_once_and_read_back(store: Settings) -> None
         group = findings(WINDOWS[1], 1.0).groups[0]
         assert [g.id for g in reader.groups(WINDOWS[1]).groups] == [group.id]
         assert reader.group(group.id).members == list(group.members)
+    subscriber = FlagSubscriber.from_settings(store, group="downstream", consumer="c1", start="0")
+    try:  # the flag stream's consumer group, on the same URL
+        messages = subscriber.read(count=200, block_ms=100)
+        assert sorted((m.flag.window, m.flag.user) for m in messages) == sorted(
+            (w, u) for w in WINDOWS for u in USERS_FLAGGED)
+        assert subscriber.ack(*messages) == len(messages)
+    finally:
+        subscriber.close()
 
 
 @pytest.mark.servers
