@@ -46,6 +46,13 @@ def test_keys_written_together_share_a_hash_slot() -> None:
     assert slot(layout.announced(WINDOWS[1])) == slot(layout.flag_stream())
 
 
+def test_the_url_says_which_client() -> None:
+    assert is_cluster_url("redis+cluster://10.0.0.5:7000") and is_cluster_url("REDISS+CLUSTER://h:7000/0")
+    assert not is_cluster_url("redis://127.0.0.1:6379/0") and not is_cluster_url("rediss://h:6380")
+    masked = Settings(redis_url="rediss+cluster://clout:s3cret@h:7000/0").redacted()["redis_url"]
+    assert masked == "rediss+cluster://clout:**********@h:7000/0"
+
+
 @pytest.mark.parametrize("prefix", ["", "a{b}", "a*", "a b"])
 def test_a_prefix_that_would_move_the_hash_tags_is_refused(prefix: str) -> None:
     with pytest.raises(ValueError, match="key prefix"):
