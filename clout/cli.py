@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--topic", help="interactions topic")
     group.add_argument("--dlq-topic", help="dead-letter topic")
     group.add_argument("--group", help="consumer group of the pipeline")
-    group.add_argument("--redis-url", help="redis://[user:password@]host:port/db (rediss:// for TLS)")
+    group.add_argument("--redis-url", help="redis://[user:password@]host:port/db (rediss:// for TLS; "
+                       "redis+cluster://host:port for a Redis Cluster)")
     group.add_argument("--kafka-port", type=int, help="local stack: Kafka port")
     group.add_argument("--redis-port", type=int, help="local stack: Redis port")
     group.add_argument("--state-dir", help="local stack: data, logs and pid files")

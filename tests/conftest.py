@@ -22,6 +22,8 @@ HIGGS = DATA / "higgs-twitter" / "higgs-activity_time.txt.gz"
 # CLOUT_TEST_PORT_OFFSET moves the whole test stack, so two checkouts can run their tests side by side.
 _OFFSET = int(os.environ.get("CLOUT_TEST_PORT_OFFSET", "0"))
 TEST_PORTS = {"kafka_port": 29092 + _OFFSET, "kafka_controller_port": 29093 + _OFFSET, "redis_port": 26379 + _OFFSET}
+# The test Redis Cluster's three masters (their cluster bus ports are these + 10000).
+REDIS_CLUSTER_PORT = 27379 + _OFFSET
 # The test Flink stack's ports, away from the defaults (8081, 6123, 8099 to 8101, 50000).
 FLINK_TEST_PORTS = {"flink_rest_port": 28081 + _OFFSET, "flink_rpc_port": 26123 + _OFFSET,
                     "flink_job_server_port": 28099 + _OFFSET, "flink_worker_pool_port": 30000 + _OFFSET}
@@ -57,6 +59,15 @@ def flink_settings(stack_settings: Settings) -> Iterator[Settings]:
         flink.cancel_job(settings, job["id"])
     if not already_up:
         flink.stop_flink(settings, say=lambda _line: None)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url() -> Iterator[str]:
+    """A real 3-master Redis Cluster for the session (`redis+cluster://...`), stopped at the end."""
+    from redis_cluster import running_cluster
+
+    with running_cluster(REDIS_CLUSTER_PORT, ROOT / ".state" / "test" / f"redis-cluster-{REDIS_CLUSTER_PORT}") as url:
+        yield url
 
 
 @pytest.fixture

@@ -19,11 +19,10 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import redis
-
 from clout.connectors.topics import create_topics
 from clout.local import stack
 from clout.settings import Settings
+from clout.store.client import SyncClient, sync_client
 from clout.store.layout import KeyLayout
 
 GROUP = "demo"
@@ -78,7 +77,7 @@ def _run_demo(settings: Settings, options: DemoOptions, say: Say) -> int:
 
 def _watch(settings: Settings, pipeline: subprocess.Popen, ingest: subprocess.Popen, options: DemoOptions,
            say: Say) -> int:
-    client = redis.Redis.from_url(settings.redis_url, **settings.redis_client_config())
+    client = sync_client(settings.redis_url, **settings.redis_client_config())
     layout, ended_at = KeyLayout(settings.key_prefix), None
     try:
         while pipeline.poll() is None:
@@ -98,7 +97,7 @@ def _watch(settings: Settings, pipeline: subprocess.Popen, ingest: subprocess.Po
         client.close()
 
 
-def _status(client: redis.Redis, layout: KeyLayout) -> str:
+def _status(client: SyncClient, layout: KeyLayout) -> str:
     newest = client.zrevrange(layout.scored_windows(), 0, 0)
     if not newest:
         return "clout demo: waiting for the first window to close"
@@ -111,7 +110,7 @@ def _status(client: redis.Redis, layout: KeyLayout) -> str:
 
 def _forget_previous_results(settings: Settings) -> None:
     """A demo starts clean: the previous demo's windows would sit beside this one's."""
-    client = redis.Redis.from_url(settings.redis_url, **settings.redis_client_config())
+    client = sync_client(settings.redis_url, **settings.redis_client_config())
     try:
         for key in client.scan_iter(match=f"{KeyLayout(settings.key_prefix).root}:*", count=10_000):
             client.delete(key)
@@ -121,7 +120,7 @@ def _forget_previous_results(settings: Settings) -> None:
 
 def _wait_for_start(settings: Settings, pipeline: subprocess.Popen, timeout: float = 120.0) -> None:
     """The pipeline records its start offsets before reading; publishing must begin after that."""
-    client = redis.Redis.from_url(settings.redis_url, **settings.redis_client_config())
+    client = sync_client(settings.redis_url, **settings.redis_client_config())
     deadline = time.monotonic() + timeout
     try:
         while not client.exists(KeyLayout(settings.key_prefix).progress(GROUP)):

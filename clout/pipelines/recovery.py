@@ -25,7 +25,7 @@ from apache_beam.utils.timestamp import Timestamp
 from kafka import KafkaConsumer, TopicPartition
 
 from clout.model.windows import WindowPolicy
-from clout.store.client import RedisTarget
+from clout.store.client import RedisTarget, script
 from clout.store.layout import KeyLayout
 
 
@@ -141,7 +141,7 @@ class SealWindows(beam.DoFn):
 
     def setup(self) -> None:
         self.client = self.target.connect()
-        self.seal_forward = self.client.register_script(_SEAL_FORWARD)
+        self.seal_forward = script(self.client, _SEAL_FORWARD)
 
     def start_bundle(self) -> None:
         self.added: set[int] = set()  # deadlines this bundle appended (its own reads may not show them)

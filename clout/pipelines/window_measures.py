@@ -4,8 +4,9 @@ Keyed by window start, so windows are measured concurrently and on different wor
 key gets the chunks of its `size/period` slices (slices.py), measures an on-time pane when the
 watermark passes the window's end and a final pane at end + allowed lateness (again only if events
 came in between; events that reach it after its final pane, processing lag rather than event
-lateness, are measured once more when the window closes). Each pane goes on to the window's scoring step (window_scores.py), and its
-lockstep groups also to the later windows whose recurrence test reads them.
+lateness, are measured once more when the window closes). Each pane goes on to the window's
+scoring step (window_scores.py), and its lockstep groups also to the later windows whose
+recurrence test reads them.
 
 State is the truth: chunks and pane records in one bag with a receipts bag beside it, the worker's
 copy checked against the receipts (state_cache.py). Nothing is cleared while the window is open;

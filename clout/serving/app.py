@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import redis
-import redis.asyncio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -33,6 +32,7 @@ from clout.serving.plans import NotFound, StoredDataError
 from clout.serving.routes import NO_STORE, ServingState, api, probes
 from clout.serving.validation import RULES, InvalidInput
 from clout.settings import Settings
+from clout.store.client import async_client
 from clout.store.layout import KeyLayout
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -96,7 +96,7 @@ def _lifespan(settings: Settings,
               max_staleness_s: float | None) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = redis.asyncio.Redis.from_url(
+        client = async_client(
             settings.redis_url, decode_responses=True, client_name="clout-serve",
             socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S,
             retry=Retry(ExponentialBackoff(cap=0.2, base=0.01), 2), **settings.redis_client_config())

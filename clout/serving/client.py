@@ -10,7 +10,6 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any, TypeVar
 
-import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
@@ -30,6 +29,7 @@ from clout.serving.models import (
 from clout.serving.plans import NotFound, StoredDataError
 from clout.serving.validation import LATEST, InvalidInput
 from clout.settings import Settings
+from clout.store.client import sync_client
 from clout.store.layout import KeyLayout
 
 __all__ = ["CloutClient", "InvalidInput", "NotFound", "StoredDataError"]
@@ -38,13 +38,14 @@ T = TypeVar("T")
 
 
 class CloutClient:
-    """Reads clout's results from Redis (layout v1). Thread-safe: redis-py pools its connections."""
+    """Reads clout's results from Redis (layout v1), one server or a cluster (`redis+cluster://host:port`).
+    Thread-safe: redis-py pools its connections."""
 
     def __init__(self, redis_url: str = "redis://127.0.0.1:6379/0", key_prefix: str = "clout",
                  retention_seconds: int = Settings.retention_seconds, **redis_options: Any) -> None:
         options = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0,
                    "retry": Retry(ExponentialBackoff(cap=0.5, base=0.01), 3), **redis_options}
-        self.redis = redis.Redis.from_url(redis_url, decode_responses=True, client_name="clout-client", **options)
+        self.redis = sync_client(redis_url, decode_responses=True, client_name="clout-client", **options)
         self.layout = KeyLayout(key_prefix)
         self.retention_seconds = retention_seconds
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import redis
-import redis.asyncio
+
+from clout.store.client import AsyncClient, SyncClient
 
 T = TypeVar("T")
 
@@ -46,7 +47,7 @@ class StoredDataError(RuntimeError):
 # --- drivers --------------------------------------------------------------------------------------
 
 
-def run_sync(client: redis.Redis, plan: Plan[T]) -> T:
+def run_sync(client: SyncClient, plan: Plan[T]) -> T:
     """Run a plan over a redis-py client created with `decode_responses=True`."""
     replies: list[Any] | None = None
     try:
@@ -61,7 +62,7 @@ def run_sync(client: redis.Redis, plan: Plan[T]) -> T:
         raise StoredDataError(str(error)) from error
 
 
-async def run_async(client: redis.asyncio.Redis, plan: Plan[T]) -> T:
+async def run_async(client: AsyncClient, plan: Plan[T]) -> T:
     """Run a plan over a redis.asyncio client created with `decode_responses=True`."""
     replies: list[Any] | None = None
     try:

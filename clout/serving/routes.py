@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 import redis
-import redis.asyncio
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel
 
@@ -41,6 +40,7 @@ from clout.serving.validation import (
     Board,
     Detector,
 )
+from clout.store.client import AsyncClient
 from clout.store.layout import KeyLayout
 
 T = TypeVar("T")
@@ -53,7 +53,7 @@ NO_STORE = "no-store"
 class ServingState:
     """What every request needs, built once by the app's lifespan."""
 
-    redis: redis.asyncio.Redis
+    redis: AsyncClient
     layout: KeyLayout
     retention_seconds: int
     max_staleness_s: float | None

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from clout.serving.models import Flag
 from clout.settings import Settings
+from clout.store.client import SyncClient, sync_client
 from clout.store.layout import KeyLayout
 
 log = logging.getLogger("clout.subscriber")
@@ -36,7 +37,7 @@ class FlagMessage:
 class FlagSubscriber:
     """One consumer (`consumer`) of a consumer group (`group`) on the layout's flag stream."""
 
-    def __init__(self, client: redis.Redis, layout: KeyLayout, group: str, consumer: str,
+    def __init__(self, client: SyncClient, layout: KeyLayout, group: str, consumer: str,
                  start: str = "$") -> None:
         """`start` is where a group created here begins: `$` new flags only, `0` all still in the stream."""
         if not group or not consumer:
@@ -50,7 +51,7 @@ class FlagSubscriber:
 
     @classmethod
     def from_settings(cls, settings: Settings, group: str, consumer: str, start: str = "$") -> FlagSubscriber:
-        client = redis.Redis.from_url(settings.redis_url, decode_responses=True, client_name=f"clout-flags-{consumer}",
+        client = sync_client(settings.redis_url, decode_responses=True, client_name=f"clout-flags-{consumer}",
                                       **settings.redis_client_config())
         return cls(client, KeyLayout(settings.key_prefix), group, consumer, start)
 

@@ -1,11 +1,17 @@
 """A pane's flags and coordination groups -> Redis (and new flags -> the Redis Stream and Kafka).
 
-A window's flagged sets and group list are replaced whole on every pane (one MULTI), so a final
-pane's verdict supersedes the on-time pane's. Flags are announced (the Redis Stream and the `flags`
-topic) from final panes only, which late data can no longer change, and each (window, detector,
-user) once: the window's `announced` set remembers them, so a replay announces nothing twice. The
-topic is written before Redis records the announcement: a crash in between repeats a flag on the
-topic rather than losing it (at least once; consumers de-duplicate on user, window, detector).
+A window's flagged sets and group list are replaced whole on every pane (one MULTI on the window's
+hash slot), so a final pane's verdict supersedes the on-time pane's. The records they point to (the
+users' newest flags, the groups) are written first, so a reader that finds an id in the window's sets
+finds its record. Flags are announced (the Redis Stream and the `flags` topic) from final panes
+only, which late data can no longer change, and each (window, detector, user) once: the window's
+`announced` set remembers them, in the same MULTI as the stream entries (the layout puts the set in
+the stream's hash slot), so a replay announces nothing twice. The topic is written before Redis
+records the announcement: a crash in between repeats a flag on the topic rather than losing it (at
+least once; consumers de-duplicate on user, window, detector).
+
+Every transaction stays within one hash slot and every other batch is a non-transactional
+pipeline of single-key commands, so the same code runs on one Redis and on a Redis Cluster.
 """
 
 from __future__ import annotations
@@ -14,11 +20,11 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
-import redis
 from kafka import KafkaProducer
 
 from clout.anomalies.detect import Findings
 from clout.anomalies.flag import DETECTORS, Flag, Group
+from clout.store.client import SyncClient, script
 from clout.store.layout import KeyLayout
 
 STREAM_MAXLEN = 100_000
@@ -40,14 +46,14 @@ return 1
 
 
 class FlagWriter:
-    def __init__(self, client: redis.Redis, layout: KeyLayout, retention_s: int,
+    def __init__(self, client: SyncClient, layout: KeyLayout, retention_s: int,
                  producer: KafkaProducer | None, flags_topic: str) -> None:
         self.client = client
         self.layout = layout
         self.retention_s = retention_s
         self.producer = producer
         self.flags_topic = flags_topic
-        self._newest_flag = client.register_script(_NEWEST_FLAG)
+        self._newest_flag = script(client, _NEWEST_FLAG)
 
     def earlier_groups(self, window_ids: Iterable[str]) -> list[Group]:
         """The groups written for these windows (the lockstep detector's memory)."""
@@ -57,36 +63,61 @@ class FlagWriter:
         ids = sorted({gid.decode() for members in pipe.execute() for gid in members})
         if not ids:
             return []
-        stored = self.client.mget([self.layout.group(gid) for gid in ids])
-        return [_group(orjson.loads(value)) for value in stored if value]
+        pipe = self.client.pipeline(transaction=False)  # one GET per group: their keys lie in many slots
+        for gid in ids:
+            pipe.get(self.layout.group(gid))
+        return [_group(orjson.loads(value)) for value in pipe.execute() if value]
 
     def write(self, wid: str, findings: Findings, final: bool) -> list[Flag]:
         """Replace the window's flags and groups; on a final pane, announce the flags not announced
         yet and return them."""
         new = self._unannounced(wid, findings.flags) if final else []
         self._publish(new)
+        self._write_records(wid, findings)
+        self._replace_window_sets(wid, findings)
+        self._announce(wid, new)
+        return new
+
+    def _write_records(self, wid: str, findings: Findings) -> None:
+        """The users' newest flags (a script per flag keeps the newest window's whatever the order windows
+        are written in) and the groups' records: single-key writes, in one round trip."""
         layout, ttl = self.layout, self.retention_s
         start_s, end_s = wid.split("-")
+        pipe = self.client.pipeline(transaction=False)
+        for flag in findings.flags:
+            self._newest_flag(keys=[layout.user_flags(flag.user)],
+                              args=[flag.detector, flag.to_json(), end_s, start_s, ttl], client=pipe)
+        for group in findings.groups:
+            pipe.set(layout.group(group.id), group.to_json(), ex=ttl)
+        if len(pipe):
+            pipe.execute()
+
+    def _replace_window_sets(self, wid: str, findings: Findings) -> None:
+        """The window's flagged sets and group list, replaced whole: one MULTI, all keys in the window's slot."""
+        layout, ttl = self.layout, self.retention_s
         pipe = self.client.pipeline(transaction=True)
         keys = [layout.flagged(wid), layout.groups(wid), *(layout.flagged(wid, d) for d in DETECTORS)]
         pipe.delete(*keys)
         for flag in findings.flags:
             pipe.zadd(layout.flagged(wid, flag.detector), {flag.user: flag.score})
             pipe.zadd(layout.flagged(wid), {flag.user: flag.score}, gt=True)
-            self._newest_flag(keys=[layout.user_flags(flag.user)],
-                              args=[flag.detector, flag.to_json(), end_s, start_s, ttl], client=pipe)
         for group in findings.groups:
             pipe.zadd(layout.groups(wid), {group.id: len(group.members)})
-            pipe.set(layout.group(group.id), group.to_json(), ex=ttl)
         for key in keys:
             pipe.expire(key, ttl)
+        pipe.execute()
+
+    def _announce(self, wid: str, new: Sequence[Flag]) -> None:
+        """Stream entries and the record that they were made: one MULTI, both keys in the stream's slot."""
+        if not new:
+            return
+        layout = self.layout
+        pipe = self.client.pipeline(transaction=True)
         for flag in new:
             pipe.xadd(layout.flag_stream(), {"flag": flag.to_json()}, maxlen=STREAM_MAXLEN, approximate=True)
             pipe.sadd(layout.announced(wid), _announcement(flag))
-        if new:
-            pipe.expire(layout.announced(wid), ttl)
+        pipe.expire(layout.announced(wid), self.retention_s)
         pipe.execute()
-        return new
 
     def _unannounced(self, wid: str, flags: Sequence[Flag]) -> list[Flag]:
         if not flags:

@@ -2,7 +2,15 @@
 
 Version 1. Every key starts with `<prefix>:v1:` (prefix `clout` by default). A change that would
 break a reader gets a new version segment; keys of different versions can live side by side.
-Curly braces are Redis Cluster hash tags: a window's keys share one slot.
+
+Curly braces are Redis Cluster hash tags: only the part inside `{...}` picks a key's hash slot, and
+a transaction, a Lua script or a multi-key command must keep to one slot on a cluster. So the keys
+written together share a tag: a window's keys share `{<window>}` (a pane replaces its flagged sets
+and group list in one MULTI), a user's keys share `{<user>}` (one Lua call writes history and
+latest), and the `announced` sets carry the flag stream's whole name as their tag, which puts them
+in the stream's slot (an announcement and its stream entry are one MULTI). Everything else is
+single-key commands, pipelined without a transaction. Ids inside a tag never contain braces
+(`clout/schemas/ids.py`), nor may the prefix.
 
 | key | type | content |
 | --- | --- | --- |
@@ -11,7 +19,7 @@ Curly braces are Redis Cluster hash tags: a window's keys share one slot.
 | `clout:v1:win:{<window>}:lb:received` | sorted set | member: user; score: interactions received |
 | `clout:v1:win:{<window>}:lb:engagers` | sorted set | member: user; score: distinct engagers |
 | `clout:v1:progress:{<group>}` | hash | pipeline bookkeeping for restarts (not for readers) |
-| `clout:v1:win:{<window>}:announced` | set | `<detector>:<user>` of the window's flags already announced (bookkeeping) |
+| `clout:v1:announced:{clout:v1:flags:stream}:<window>` | set | `<detector>:<user>` of the window's flags already announced (bookkeeping; in the stream's slot) |
 | `clout:v1:scored` | sorted set | windows with influence and flags written (on-time pane or later), scored by end; newest = the latest complete window |
 | `clout:v1:win:{<window>}:influence` | hash | field: user who received engagement; value: JSON influence (below); anyone else scores 1 |
 | `clout:v1:win:{<window>}:lb:score` | sorted set | member: user; score: influence score (1..100, unrounded) |
@@ -53,6 +61,11 @@ LAYOUT_VERSION = 1
 @dataclass(frozen=True)
 class KeyLayout:
     prefix: str = "clout"
+
+    def __post_init__(self) -> None:
+        if not self.prefix or any(c in self.prefix for c in "{}*?[]\\ "):
+            raise ValueError(f"key prefix {self.prefix!r} must be non-empty, without braces (they would move the "
+                             "keys' Redis Cluster hash tags), glob characters, backslash or spaces")
 
     @property
     def root(self) -> str:
@@ -107,7 +120,8 @@ class KeyLayout:
         return f"{self.root}:group:{{{group_id}}}"
 
     def announced(self, window: str) -> str:
-        return f"{self.root}:win:{{{window}}}:announced"
+        """Tagged with the stream's whole name (which has no braces), so it hashes to the stream's slot."""
+        return f"{self.root}:announced:{{{self.flag_stream()}}}:{window}"
 
     def flag_stream(self) -> str:
         return f"{self.root}:flags:stream"

@@ -28,7 +28,7 @@ from clout.influence.scores import (
 )
 from clout.model.columns import EventColumns
 from clout.model.windows import WindowPolicy, window_id
-from clout.store.client import RedisTarget
+from clout.store.client import RedisTarget, script
 from clout.store.flags import FlagWriter
 from clout.store.layout import KeyLayout
 
@@ -114,7 +114,7 @@ class WindowResults:
     def __init__(self, config: ResultsConfig) -> None:
         self.config = config
         self.client = config.redis.connect()
-        self._user_script = self.client.register_script(_USER_SCRIPT)
+        self._user_script = script(self.client, _USER_SCRIPT)
         producer = KafkaProducer(**config.kafka, acks="all", linger_ms=20) if config.kafka is not None else None
         self.flag_writer = FlagWriter(self.client, config.layout, config.retention_s, producer, config.flags_topic)
 

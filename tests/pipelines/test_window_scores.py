@@ -8,7 +8,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.test_stream import TestStream
@@ -19,12 +18,12 @@ from clout.anomalies.detect import ShardDetectors, in_order
 from clout.anomalies.lockstep import find_lockstep
 from clout.connectors.synthetic import SyntheticConfig, SyntheticStream
 from clout.influence.scores import InfluenceConfig, window_influence
+from clout.local.stack import install_prism
 from clout.model.columns import canonical, from_events
 from clout.model.events import Event
 from clout.model.kinds import KIND_INDEX
 from clout.model.panes import Pane
 from clout.model.windows import WindowPolicy, parse_window_id, window_id
-from clout.local.stack import install_prism
 from clout.pipelines.decode import EventBatch
 from clout.pipelines.window_scores import WindowGraphs
 from clout.pipelines.worker_memory import shared
