@@ -70,6 +70,7 @@ class _Window:
     on_time: bool = False
     final: bool = False
     dirty: bool = False
+    closed: bool = False
 
     def events(self) -> EventColumns:
         return canonical(concat([self.chunks[c] for c in sorted(self.chunks, key=repr)]))
@@ -115,12 +116,12 @@ class MeasureWindow(beam.DoFn):
                 due: Any = beam.DoFn.TimerParam(DUE), gc: Any = beam.DoFn.TimerParam(GC),
                 chunks: Any = beam.DoFn.StateParam(CHUNKS), receipts: Any = beam.DoFn.StateParam(RECEIPTS),
                 closed: Any = beam.DoFn.StateParam(CLOSED)) -> Iterator[Any]:
-        if closed.read():
-            self.dropped.inc()
-            return iter(())
         chunk_id, _, events = element[1]
-        with self._holding(key, chunks, receipts) as entry:
+        with self._holding(key, chunks, receipts, closed) as entry:
             memo: _Window = entry.value
+            if memo.closed:
+                self.dropped.inc()
+                return iter(())
             if chunk_id not in memo.chunks:
                 memo.chunks[chunk_id] = events
                 memo.dirty = True
@@ -155,16 +156,17 @@ class MeasureWindow(beam.DoFn):
         """The final pane if it is missing or chunks came after it (processing lag), then the window
         is closed. (A runner draining at the end of input may fire this without the final timer.)"""
         out: list[tuple[int, Any]] = []
-        with self._holding(key, chunks, receipts) as entry:
+        with self._holding(key, chunks, receipts, closed) as entry:
             memo: _Window = entry.value
             if memo.chunks and (memo.dirty or not memo.final):
                 measured = self.measures(key, key + self.policy.size_ms, True, memo.events())
                 out = [(key, measured), *self._to_later_windows(measured)]
                 self.panes.inc()
+            memo.chunks.clear()
+            memo.closed = True  # the copy stays, closed, until the cache lets it go; then state says so
         chunks.clear()
         receipts.clear()
         closed.write(1)
-        self.cache.drop(key)
         return iter(out)
 
     def _to_later_windows(self, measured: MeasuredPane) -> Iterator[tuple[int, EarlierGroups]]:
@@ -180,8 +182,11 @@ class MeasureWindow(beam.DoFn):
         for later in range(first, measured.start_ms + self.memory_ms + 1, self.policy.slice_ms):
             yield later, message
 
-    def _holding(self, key: Any, chunks: Any, receipts: Any) -> Any:
-        return self.cache.holding(key, lambda: Receipts.of(receipts.read()), lambda: self._rebuild(chunks))
+    def _holding(self, key: Any, chunks: Any, receipts: Any, closed: Any = None) -> Any:
+        """The window's copy; built from state when missing or (on several workers) when it differs.
+        The closed mark is read only then: a copy that exists knows whether its window closed."""
+        return self.cache.holding(key, lambda: Receipts.of(receipts.read()),
+                                  lambda: self._rebuild(chunks, closed))
 
     @staticmethod
     def _append(entry: Any, chunks: Any, receipts: Any, item: Any, receipt: int) -> None:
@@ -190,8 +195,8 @@ class MeasureWindow(beam.DoFn):
         entry.receipts = entry.receipts.plus(receipt)
 
     @staticmethod
-    def _rebuild(chunks: Any) -> _Window:
-        memo = _Window()
+    def _rebuild(chunks: Any, closed: Any) -> _Window:
+        memo = _Window(closed=bool(closed.read()) if closed is not None else False)
         for item in chunks.read():
             if item[0] == _PANE:
                 memo.on_time, memo.final = True, memo.final or item[1]

@@ -20,7 +20,9 @@ Groups of windows before the replay horizon were written before a restart: they 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import apache_beam as beam
@@ -38,6 +40,7 @@ from clout.model.panes import Pane
 from clout.model.windows import WindowPolicy, window_id
 from clout.pipelines.sink import CLOSE_GRACE_MS
 from clout.pipelines.slices import SliceChunks
+from clout.pipelines.state_cache import Receipts, cache_for, digest
 from clout.pipelines.window_graph import AccountShardPanes, PaneResult
 from clout.pipelines.window_measures import EarlierGroups, MeasuredPane, Measures, MeasureWindows
 from clout.store.window_results import ResultsConfig, ScoredPane, WindowResults
@@ -53,28 +56,50 @@ def fullest(messages: Sequence[Any], final_allowed: bool) -> Any | None:
     return max(usable, key=lambda m: (_events(m), m.final), default=None)
 
 
+def _identity(message: Message) -> tuple[Any, ...]:
+    """Who sent a message and which pane it is: what its receipt names."""
+    sender = message.key if isinstance(message, PaneResult) else type(message).__name__
+    return sender, message.start_ms, message.final, _events(message)
+
+
 def _events(message: Message) -> int:
     return len(message.events) if isinstance(message, MeasuredPane) else message.events
 
 
+@dataclass
+class _Inbox:
+    """The worker's copy of one window's messages and what its last pane used, as state holds them."""
+
+    messages: list[Message] = field(default_factory=list)
+    written: Any = None  # (final, what it used) of the last pane written
+    closed: bool = False
+
+
 class ScoreWindow(beam.DoFn):
-    """(window start, message) -> the window's panes scored and written; emits each written window's end."""
+    """(window start, message) -> the window's panes scored and written; emits each written window's end.
+
+    State is the truth (the messages, what the last pane used, the closed mark); the worker's copy is
+    checked against the messages' receipts before use (state_cache.py), so no state is read per
+    message on a runner with one worker process."""
 
     DUE = TimerSpec("due", TimeDomain.WATERMARK)
     GC = TimerSpec("gc", TimeDomain.WATERMARK)
     INBOX = BagStateSpec("inbox", PickleCoder())
+    RECEIPTS = BagStateSpec("receipts", VarIntCoder())
     WRITTEN = ReadModifyWriteStateSpec("written", PickleCoder())  # (final, what it used)
     CLOSED = ReadModifyWriteStateSpec("closed", VarIntCoder())
 
     def __init__(self, config: ResultsConfig, shards: int, horizon_ms: int | None,
                  results_factory: Callable[[ResultsConfig], WindowResults] = WindowResults,
-                 grace_ms: int = CLOSE_GRACE_MS) -> None:
+                 grace_ms: int = CLOSE_GRACE_MS, single_worker: bool = False) -> None:
         self.config = config
         self.policy = config.policy
         self.shards = shards
         self.horizon_ms = horizon_ms
         self.results_factory = results_factory
         self.grace_ms = grace_ms
+        self.single_worker = single_worker
+        self.cache_token = uuid.uuid4().hex
         self.memory_ms = int(config.thresholds.lockstep.memory_hours * 3_600_000)
         self.written = Metrics.counter("clout.graph", "panes_written")
         self.rewritten = Metrics.counter("clout.graph", "panes_rewritten_for_late_inputs")
@@ -83,6 +108,7 @@ class ScoreWindow(beam.DoFn):
 
     def setup(self) -> None:
         self.results = self.results_factory(self.config)
+        self.cache = cache_for(self.cache_token, self.single_worker, max_keys=4096)
 
     def teardown(self) -> None:
         results = getattr(self, "results", None)
@@ -90,54 +116,74 @@ class ScoreWindow(beam.DoFn):
             results.close()  # its Redis and Kafka clients
 
     def process(self, element: tuple[int, Message], key: Any = beam.DoFn.KeyParam,
-                when: Any = beam.DoFn.TimestampParam, due: Any = beam.DoFn.TimerParam(DUE),
-                gc: Any = beam.DoFn.TimerParam(GC), inbox: Any = beam.DoFn.StateParam(INBOX),
+                due: Any = beam.DoFn.TimerParam(DUE), gc: Any = beam.DoFn.TimerParam(GC),
+                inbox: Any = beam.DoFn.StateParam(INBOX), receipts: Any = beam.DoFn.StateParam(RECEIPTS),
                 written: Any = beam.DoFn.StateParam(WRITTEN), closed: Any = beam.DoFn.StateParam(CLOSED)
                 ) -> Iterator[int]:
-        if closed.read():
-            self.dropped.inc()
-            return iter(())
-        inbox.add(element[1])
-        before = written.read()
-        if before is None:
-            due.set(Timestamp(micros=(key + self.policy.size_ms + 1) * 1000))
-        elif not before[0]:  # came after the on-time pane: the final pane takes it in
-            due.set(Timestamp(micros=(self._final_at(key) + 1) * 1000))
-        # After the final pane, the close catches up: a timer set behind the watermark may never fire.
+        with self._holding(key, inbox, receipts, written, closed) as entry:
+            memo: _Inbox = entry.value
+            if memo.closed:
+                self.dropped.inc()
+                return iter(())
+            message = element[1]
+            receipt = digest((_identity(message), len(memo.messages)))
+            inbox.add(message)
+            receipts.add(receipt)
+            entry.receipts = entry.receipts.plus(receipt)
+            memo.messages.append(message)
+            if memo.written is None:
+                due.set(Timestamp(micros=(key + self.policy.size_ms + 1) * 1000))
+            elif not memo.written[0]:  # came after the on-time pane: the final pane takes it in
+                due.set(Timestamp(micros=(self._final_at(key) + 1) * 1000))
+        # After the final pane, the close catches up.
         gc.set(Timestamp(micros=(self._final_at(key) + 2 * self.grace_ms) * 1000))
         return iter(())
 
     @on_timer(DUE)
     def fire(self, key: Any = beam.DoFn.KeyParam, when: Any = beam.DoFn.TimestampParam,
              due: Any = beam.DoFn.TimerParam(DUE), inbox: Any = beam.DoFn.StateParam(INBOX),
-             written: Any = beam.DoFn.StateParam(WRITTEN)) -> Iterator[int]:
-        before = written.read()
-        final = (before is not None and before[0]) or when.micros // 1000 > self._final_at(key)
-        out = self._write(key, inbox, written, before, final, when.micros // 1000)
+             receipts: Any = beam.DoFn.StateParam(RECEIPTS), written: Any = beam.DoFn.StateParam(WRITTEN),
+             closed: Any = beam.DoFn.StateParam(CLOSED)) -> Iterator[int]:
+        with self._holding(key, inbox, receipts, written, closed) as entry:
+            memo: _Inbox = entry.value
+            before = memo.written
+            final = (before is not None and before[0]) or when.micros // 1000 > self._final_at(key)
+            out = self._write(key, memo, written, final, when.micros // 1000)
         if not final:
             due.set(Timestamp(micros=(self._final_at(key) + 1) * 1000))
         return iter(out)
 
     @on_timer(GC)
     def close(self, key: Any = beam.DoFn.KeyParam, when: Any = beam.DoFn.TimestampParam,
-              inbox: Any = beam.DoFn.StateParam(INBOX), written: Any = beam.DoFn.StateParam(WRITTEN),
-              closed: Any = beam.DoFn.StateParam(CLOSED)) -> Iterator[int]:
+              inbox: Any = beam.DoFn.StateParam(INBOX), receipts: Any = beam.DoFn.StateParam(RECEIPTS),
+              written: Any = beam.DoFn.StateParam(WRITTEN), closed: Any = beam.DoFn.StateParam(CLOSED)
+              ) -> Iterator[int]:
         """The final pane once more if anything came after it was written, then the window is closed."""
-        out = self._write(key, inbox, written, written.read(), True, when.micros // 1000)
+        with self._holding(key, inbox, receipts, written, closed) as entry:
+            memo: _Inbox = entry.value
+            out = self._write(key, memo, written, True, when.micros // 1000)
+            memo.messages, memo.closed = [], True
         inbox.clear()
+        receipts.clear()
         written.clear()
         closed.write(1)
         return iter(out)
 
-    def _write(self, key: int, inbox: Any, written: Any, before: Any, final: bool, now: int) -> list[int]:
+    def _holding(self, key: Any, inbox: Any, receipts: Any, written: Any, closed: Any) -> Any:
+        return self.cache.holding(key, lambda: Receipts.of(receipts.read()),
+                                  lambda: _Inbox(list(inbox.read()), written.read(), bool(closed.read())))
+
+    def _write(self, key: int, memo: _Inbox, written: Any, final: bool, now: int) -> list[int]:
         """Write the pane its inputs choose, unless exactly that was written; the window's end if written."""
-        chosen = self._choose(key, list(inbox.read()), final, now)
+        before = memo.written
+        chosen = self._choose(key, memo.messages, final, now)
         if chosen is None or (final, chosen[1]) == before:
             return []
         pane, used = chosen
         # A final pane that uses what the on-time pane used only marks the window final.
         self.results.write(pane._replace(write_users=before is None or before[1] != used))
-        written.write((final, used))
+        memo.written = (final, used)
+        written.write(memo.written)
         self.written.inc()
         if before is not None and before[0] == final:
             self.rewritten.inc()
@@ -227,5 +273,6 @@ class WindowGraphs(beam.PTransform):
             self.single_worker)
             | "ByWindow" >> beam.Map(lambda result: (result.start_ms, result)))
         return ((measured, judged) | "Inputs" >> beam.Flatten()
-                | "ScoreWindow" >> beam.ParDo(ScoreWindow(config, shards, self.horizon_ms, self.results_factory))
+                | "ScoreWindow" >> beam.ParDo(ScoreWindow(config, shards, self.horizon_ms, self.results_factory,
+                                                         single_worker=self.single_worker))
                 .with_input_types(tuple[int, Any]))
