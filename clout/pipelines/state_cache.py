@@ -75,19 +75,26 @@ class StateCache(Generic[T]):
         self.max_keys = max_keys
         self.single_worker = single_worker
         self._entries: OrderedDict[Hashable, Entry[T]] = OrderedDict()
+        self._ever: set[Hashable] = set()  # keys this process has held (single worker: the others' state is empty)
         self._lock = threading.Lock()
         self.write_lock = threading.Lock()  # for callers whose writes of one key must not cross
         self.rebuilds = 0
 
     @contextmanager
-    def holding(self, key: Hashable, stored: Callable[[], Receipts], rebuild: Callable[[], T]) -> Iterator[Entry[T]]:
+    def holding(self, key: Hashable, stored: Callable[[], Receipts], rebuild: Callable[[], T],
+                empty: Callable[[], T] | None = None) -> Iterator[Entry[T]]:
         """The key's entry, locked, rebuilt from state first unless it was derived from exactly the
         receipts `stored()` reads (with `single_worker`, unless it exists). Whoever changes the value
-        updates `entry.receipts` to match what it appended."""
+        updates `entry.receipts` to match what it appended. With `single_worker` and `empty`, a key the
+        process never held starts as `empty()` without reading state: in a runner with one worker
+        process for the job's life, no one else can have written it."""
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
                 entry = self._entries[key] = Entry(None, Receipts(-1, 0))  # type: ignore[arg-type]
+                if self.single_worker and empty is not None and key not in self._ever:
+                    entry.value, entry.receipts = empty(), Receipts()
+                self._ever.add(key)
             self._entries.move_to_end(key)
             while len(self._entries) > self.max_keys:
                 self._entries.popitem(last=False)

@@ -192,7 +192,7 @@ class AnalyseWindows(beam.DoFn):
 
     def _holding(self, key: Any, bags: tuple[Any, ...], receipts: tuple[Any, ...]) -> Any:
         return self.cache.holding(key, lambda: Receipts.of(d for bag in receipts for d in bag.read()),
-                                  lambda: self._rebuild(bags))
+                                  lambda: self._rebuild(bags), _Slices)
 
     def _append(self, entry: Any, bags: tuple[Any, ...], receipts: tuple[Any, ...], bag: int, item: Any) -> None:
         receipt = _receipt(item)

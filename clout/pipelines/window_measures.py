@@ -186,7 +186,7 @@ class MeasureWindow(beam.DoFn):
         """The window's copy; built from state when missing or (on several workers) when it differs.
         The closed mark is read only then: a copy that exists knows whether its window closed."""
         return self.cache.holding(key, lambda: Receipts.of(receipts.read()),
-                                  lambda: self._rebuild(chunks, closed))
+                                  lambda: self._rebuild(chunks, closed), _Window)
 
     @staticmethod
     def _append(entry: Any, chunks: Any, receipts: Any, item: Any, receipt: int) -> None:

@@ -171,7 +171,7 @@ class ScoreWindow(beam.DoFn):
 
     def _holding(self, key: Any, inbox: Any, receipts: Any, written: Any, closed: Any) -> Any:
         return self.cache.holding(key, lambda: Receipts.of(receipts.read()),
-                                  lambda: _Inbox(list(inbox.read()), written.read(), bool(closed.read())))
+                                  lambda: _Inbox(list(inbox.read()), written.read(), bool(closed.read())), _Inbox)
 
     def _write(self, key: int, memo: _Inbox, written: Any, final: bool, now: int) -> list[int]:
         """Write the pane its inputs choose, unless exactly that was written; the window's end if written."""

@@ -49,3 +49,19 @@ def test_the_cache_is_bounded() -> None:
         with cache.holding(key, Receipts, lambda: 0):
             pass
     assert cache.peek("a") is None and cache.peek("c") is not None
+
+
+def test_on_a_single_worker_a_new_key_starts_empty_and_an_evicted_one_is_read_back() -> None:
+    cache: StateCache[list[int]] = StateCache(max_keys=1, single_worker=True)
+    reads = []
+
+    def rebuild() -> list[int]:
+        reads.append(1)
+        return [7]
+
+    with cache.holding("a", Receipts, rebuild, list) as entry:
+        assert entry.value == [] and not reads  # no one else can have written it: no state read
+    with cache.holding("b", Receipts, rebuild, list):
+        pass  # evicts "a"
+    with cache.holding("a", Receipts, rebuild, list) as entry:
+        assert entry.value == [7] and len(reads) == 1  # held before, so its state is read back
