@@ -14,7 +14,8 @@ from typing import Any
 
 import orjson
 
-DETECTORS: tuple[str, ...] = ("burst", "bot", "lockstep", "microcluster")
+# "account": the long-horizon account verdicts (clout/anomalies/verdicts.py)
+DETECTORS: tuple[str, ...] = ("burst", "bot", "lockstep", "microcluster", "account")
 
 
 def _unit(value: float, what: str) -> float:
