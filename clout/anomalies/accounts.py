@@ -84,7 +84,7 @@ _COLUMNS: dict[str, tuple[type, tuple[int, ...], int]] = {  # name: (dtype, trai
     "bloom": (np.uint64, (BLOOM_WORDS,), 0),  # targets engaged so far: tells a repeat from a first
     "repeat": (np.int32, (), 0),  # actions on a target engaged before
     "minhash": (np.uint32, (MINHASH_K,), 0xFFFFFFFF),  # MinHash of repeated, non-celebrity targets
-    "fast": (np.int32, (), 0),  # accounts it co-amplified within a minute on >= 3 occasions
+    "fast": (np.int32, (), 0),  # accounts it co-amplified within a minute on >= 2 occasions
 }
 
 
@@ -354,7 +354,7 @@ def _received(state: AccountState, s: EventColumns, from_keys: np.ndarray) -> No
 
 def _fast_pairs(state: AccountState, events: EventColumns, mine: np.ndarray) -> None:
     """Count the slice's fast co-amplification pairs that involve one of the shard's accounts; an
-    account's `fast` grows by one when a pair it is in reaches its third occasion."""
+    account's `fast` grows by one when a pair it is in is seen a second time."""
     if not mine.any():
         return
     pairs = coordination.co_actions(events, mine)

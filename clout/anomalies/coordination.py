@@ -87,25 +87,24 @@ class PairTable:
         return self.sketch.nbytes + sum(len(a) + len(b) + 120 for a, b in self.table)
 
     def add(self, pairs: Iterable[Pair]) -> list[Pair]:
-        """Count each pair once; returns the pairs whose count reached 3 just now (newly repeated)."""
+        """Count each pair once; returns the pairs seen for the second time just now (newly repeated:
+        they enter the table)."""
         rows = np.arange(self.depth)
-        crossed = []
+        repeated = []
         for pair in pairs:
             if pair in self.table:
                 self.table[pair] += 1
-            else:
-                cells = _cells(pair, self.width, self.depth)
-                self.sketch[rows, cells] += np.uint32(1)
-                seen = int(self.sketch[rows, cells].min())
-                if seen < 2:
-                    continue
+                continue
+            cells = _cells(pair, self.width, self.depth)
+            self.sketch[rows, cells] += np.uint32(1)
+            seen = int(self.sketch[rows, cells].min())
+            if seen >= 2:
                 self.table[pair] = seen
-            if self.table[pair] == 3:
-                crossed.append(pair)
+                repeated.append(pair)
         if len(self.table) > self.capacity:
             keep = sorted(self.table.items(), key=lambda kv: (-kv[1], kv[0]))[: self.capacity * 3 // 4]
             self.table = dict(keep)
-        return crossed
+        return repeated
 
 
 def _cells(pair: Pair, width: int, depth: int) -> list[int]:

@@ -53,7 +53,9 @@ class VerdictConfig:
 
     threshold: float = 0.35  # `clout eval` picks it on development: lowest with <= 0.4 % FP there
     window_ms: int = HOUR_MS  # verdicts judge the accounts that acted in the window ending at now_ms
-    min_actions: int = 20  # below this an account gets no verdict: no evidence is not suspicion
+    min_actions: int = 10  # below this an account gets no verdict: no evidence is not suspicion
+    own_min_actions: int = 20  # for the evidence from the account's own record (not from others)
+    census_min_actions: int = 5  # accounts with this many actions count in a target's campaign census
     amplify_share: tuple[float, float] = (0.7, 0.9)
     active_days: tuple[float, float] = (2.0, 4.0)
     steady_actions: tuple[float, float] = (25.0, 60.0)
@@ -67,8 +69,9 @@ class VerdictConfig:
     campaign_engagers: tuple[float, float] = (6.0, 15.0)  # accounts engaging the same target repeatedly
     campaign_share: tuple[float, float] = (0.2, 0.5)  # share of the target's traffic from those accounts
     campaign_count: tuple[float, float] = (1.0, 3.0)  # the account's own (guaranteed) actions on it
+    campaign_days: tuple[float, float] = (1.0, 2.0)  # days the account engaged it
     campaign_commit: tuple[float, float] = (0.05, 0.15)  # share of the account's actions on it
-    fast_partners: tuple[float, float] = (1.0, 3.0)  # accounts it repeatedly amplified within seconds of
+    fast_partners: tuple[float, float] = (2.0, 5.0)  # accounts it amplified within a minute of, twice or more
     similar_bands: tuple[float, float] = (1.0, 3.0)  # LSH bands of its repeated targets shared with others
     similar_partners: tuple[float, float] = (1.0, 4.0)  # accounts in its most shared band
     min_repeated: float = 3.0  # repeated non-celebrity targets before similarity is looked at
@@ -82,8 +85,8 @@ class VerdictConfig:
 @dataclass(frozen=True)
 class Summary:
     """One shard's contribution to the window's Context: per target key, how many of the shard's
-    accounts engage it repeatedly and their actions on it; per LSH band key of the accounts' repeated
-    targets, how many accounts hold it."""
+    accounts engage it repeatedly (twice or more, on two days or more) and their actions on it; per
+    LSH band key of the accounts' repeated targets, how many accounts hold it."""
 
     campaign_keys: np.ndarray  # uint32 target keys
     campaign_engagers: np.ndarray  # int64
@@ -127,14 +130,15 @@ def summarise(state: AccountState, now_ms: int, config: VerdictConfig | None = N
     """This shard's Summary at `now_ms`, over accounts active in the last DAY_BITS days with enough
     actions (a mask over two columns, then work in proportion to those accounts)."""
     config = config or VerdictConfig()
-    rows = np.flatnonzero((state.view("sent") >= config.min_actions)
+    rows = np.flatnonzero((state.view("sent") >= config.census_min_actions)
                           & (state.view("last_sent_ms") >= now_ms - DAY_BITS * DAY_MS))
     guaranteed = (state.cols["top_count"][rows] - state.cols["top_err"][rows]).astype(np.int64)
-    repeated = guaranteed >= 2
+    repeated = (guaranteed >= 2) & (popcount32(state.cols["top_days"][rows]) >= 2)  # on two days or more
     keys, inverse = np.unique(state.cols["top_key"][rows][repeated], return_inverse=True)
     engagers = np.bincount(inverse, minlength=len(keys)).astype(np.int64)
     actions = np.bincount(inverse, weights=guaranteed[repeated], minlength=len(keys)).astype(np.int64)
-    bands = band_keys(state.cols["minhash"][_similar_rows(state, rows, config)]).ravel()
+    judged = rows[state.cols["sent"][rows] >= config.min_actions]
+    bands = band_keys(state.cols["minhash"][_similar_rows(state, judged, config)]).ravel()
     band, band_n = np.unique(bands, return_counts=True)
     return Summary(keys.astype(np.uint32), engagers, actions, band, band_n.astype(np.int64))
 
@@ -208,7 +212,8 @@ def evidence(f: dict[str, np.ndarray], state: AccountState, context: Context, co
     """(each behaviour's strength in [0, 1] per account, the numbers its reason quotes): products of
     ramps, so every part of a behaviour must hold."""
     cf, n = config, len(f["sent"])
-    enough = (f["sent"] >= cf.min_actions).astype(np.float64)
+    enough = (f["sent"] >= cf.own_min_actions).astype(np.float64)
+    others = (f["sent"] >= cf.min_actions).astype(np.float64)
     steady = ramp(f["active_days"], *cf.active_days) * ramp(f["sent"], *cf.steady_actions)
     fresh_ok = f["first_ms"] >= cf.stream_start_ms + DAY_MS if cf.stream_start_ms >= 0 else np.ones(n, bool)
     campaign, campaign_numbers = _campaign(f, state, context, cf)
@@ -222,9 +227,9 @@ def evidence(f: dict[str, np.ndarray], state: AccountState, context: Context, co
         * ramp(f["top_share"], *cf.spray_targets_share) * ramp(f["reciprocity"], *cf.reciprocity),
         "fresh amplifier": enough * fresh_ok * ramp(f["age_days"], *cf.fresh_days) * ramp(f["rate"], *cf.fresh_rate)
         * ramp(f["amplify_share"], *cf.amplify_share) * ramp(f["top_share"], *cf.concentration),
-        "campaign on one target": enough * campaign,
-        "fast co-amplification": enough * ramp(f["fast"], *cf.fast_partners),
-        "similar targets": enough * similar,
+        "campaign on one target": others * campaign,
+        "fast co-amplification": others * ramp(f["fast"], *cf.fast_partners),
+        "similar targets": others * similar,
     }
     return ev, {**campaign_numbers, **similar_numbers}
 
@@ -250,7 +255,8 @@ def _campaign(f: dict[str, np.ndarray], state: AccountState, context: Context, c
     traffic = actions / np.maximum(state.popularity(k).astype(np.float64), actions)
     own = f["top_counts"][rows, slots]
     ev = (ramp(count, *cf.campaign_engagers) * ramp(traffic, *cf.campaign_share) * ramp(own, *cf.campaign_count)
-          * ramp(own / np.maximum(f["sent"][rows], 1), *cf.campaign_commit))
+          * ramp(f["top_days"][rows, slots], *cf.campaign_days) * ramp(own / np.maximum(f["sent"][rows], 1),
+                                                                         *cf.campaign_commit))
     order = np.lexsort((ev, rows))  # per row, the strongest entry last
     last = np.r_[rows[order][1:] != rows[order][:-1], True]
     pick = order[last]
@@ -296,7 +302,7 @@ def _reason(behaviour: str, i: int, f: dict[str, np.ndarray], numbers: dict[str,
                 f"{numbers['campaign_share'][i]:.0%} of its traffic")
     if behaviour == "fast co-amplification":
         return (f"fast co-amplification: amplified the same accounts within a minute of {int(f['fast'][i])} "
-                "other accounts, 3 times or more each")
+                "other accounts, twice or more each")
     return (f"similar targets: the accounts it engages repeatedly are nearly the same as "
             f"{int(numbers['similar_partners'][i])} others' ({int(numbers['similar_bands'][i])} of 8 MinHash bands "
             "shared)")
