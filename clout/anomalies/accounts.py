@@ -279,15 +279,21 @@ def _bloom_bits(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     return a // 64, one << (a % 64).astype(np.uint64), b // 64, one << (b % 64).astype(np.uint64)
 
 
+def _seen_before(bloom: np.ndarray, row: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """Whether each (row, key) is in the row's Bloom filter (false positives possible, no false negatives)."""
+    wa, ba, wb, bb = _bloom_bits(key)
+    return ((bloom[row, wa] & ba) != 0) & ((bloom[row, wb] & bb) != 0)
+
+
 def _repeats(state: AccountState, rows: np.ndarray, keys: np.ndarray) -> None:
     """Count actions on targets the account engaged before (its Bloom filter says which), and put the
     repeated targets that are not celebrities into its MinHash: what a network of accounts shares."""
     c = state.cols
     pairs, counts = np.unique(np.stack([rows, keys.astype(np.int64)], axis=1), axis=0, return_counts=True)
     row, key = pairs[:, 0], pairs[:, 1].astype(np.uint32)
-    wa, ba, wb, bb = _bloom_bits(key)
     bloom = c["bloom"]
-    before = ((bloom[row, wa] & ba) != 0) & ((bloom[row, wb] & bb) != 0)
+    before = _seen_before(bloom, row, key)
+    wa, ba, wb, bb = _bloom_bits(key)
     np.add.at(c["repeat"], row, counts - 1 + before)
     np.bitwise_or.at(bloom, (row, wa), ba)
     np.bitwise_or.at(bloom, (row, wb), bb)
@@ -318,23 +324,30 @@ def _mark_day(bits: np.ndarray, last: np.ndarray, day: int | np.ndarray) -> tupl
 
 
 def _top_targets(state: AccountState, rows: np.ndarray, keys: np.ndarray, day: np.ndarray) -> None:
-    """Space-saving top-K of each account's targets (Metwally et al.): a new target replaces the smallest
-    entry and inherits its count as `top_err`, so a target engaged more often than 1/K of the time is
-    never lost and count - err is a guaranteed lower bound; each entry keeps the days it was engaged."""
+    """Filtered space-saving top-K of each account's targets (Metwally et al.; the filter as in Homem
+    and Carvalho): a target replaces the smallest entry and inherits its count as `top_err`, so a
+    target engaged more often than 1/K of the time is never lost and count - err is a guaranteed
+    lower bound; but once the K entries are taken, only a target the account engaged before (its
+    Bloom filter) or engages twice in the slice may replace one, so one-off actions (camouflage)
+    do not churn the entries. Each entry keeps the days it was engaged. Call before `_repeats`."""
     c = state.cols
     combined = np.stack([rows, keys.astype(np.int64), day], axis=1)
     pairs, counts = np.unique(combined, axis=0, return_counts=True)
     top_key, top_count, top_days, top_last = c["top_key"], c["top_count"], c["top_days"], c["top_last"]
     row_p, key_p, day_p = pairs[:, 0], pairs[:, 1].astype(np.uint32), pairs[:, 2]
+    admitted = _seen_before(c["bloom"], row_p, key_p) | (counts >= 2)
     at = np.arange(len(row_p))
     rank = at - np.maximum.accumulate(np.where(np.r_[True, row_p[1:] != row_p[:-1]], at, 0))
     for r in range(int(rank.max()) + 1 if len(rank) else 0):
         # round r: each account's r-th (target, day) of the slice, so accounts go in parallel and each
         # account's own pairs in order, exactly as one pair at a time would
         sel = np.flatnonzero(rank == r)
-        row, key, day, n = row_p[sel], key_p[sel], day_p[sel], counts[sel].astype(np.uint32)
-        hit = (top_key[row] == key[:, None]) & (top_count[row] > 0)
+        hit = (top_key[row_p[sel]] == key_p[sel, None]) & (top_count[row_p[sel]] > 0)
         found = hit.any(axis=1)
+        free = top_count[row_p[sel]].min(axis=1) == 0
+        keep = found | free | admitted[sel]
+        sel, hit, found = sel[keep], hit[keep], found[keep]
+        row, key, day, n = row_p[sel], key_p[sel], day_p[sel], counts[sel].astype(np.uint32)
         j = np.where(found, hit.argmax(axis=1), top_count[row].argmin(axis=1))
         new_row, new_j = row[~found], j[~found]
         top_key[new_row, new_j] = key[~found]

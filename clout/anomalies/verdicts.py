@@ -53,7 +53,7 @@ class VerdictConfig:
 
     threshold: float = 0.35  # `clout eval` picks it on development: lowest with <= 0.4 % FP there
     window_ms: int = HOUR_MS  # verdicts judge the accounts that acted in the window ending at now_ms
-    min_actions: int = 10  # below this an account gets no verdict: no evidence is not suspicion
+    min_actions: int = 5  # below this an account gets no verdict: no evidence is not suspicion
     own_min_actions: int = 20  # for the evidence from the account's own record (not from others)
     census_min_actions: int = 5  # accounts with this many actions count in a target's campaign census
     amplify_share: tuple[float, float] = (0.7, 0.9)

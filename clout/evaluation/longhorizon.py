@@ -287,7 +287,7 @@ def otc_rows(folder: Path, config: VerdictConfig, say: Say) -> list[list[object]
     events, labels = windows.load_otc(folder)
     stream = Stream.of(np.array([e.ts for e in events], np.int64), np.array([e.actor for e in events], object),
                        np.array([e.target for e in events], object), np.array([e.kind for e in events], np.int8))
-    scores = final_scores(stream, replace(config, min_actions=5))
+    scores = final_scores(stream, replace(config, min_actions=5, own_min_actions=5))
     positive = [u for u, label in labels.items() if label < 0]
     negative = [u for u, label in labels.items() if label > 0]
     return [["account verdict score", sum(scores.get(u, 0) > 0 for u in labels), len(positive), len(negative),
