@@ -280,31 +280,45 @@ def generator_rows(higgs_path: Path, config: VerdictConfig, thresholds: Sequence
     return rows
 
 
+OTC_FEATURES = ("sent", "reciprocity", "rhythm_entropy", "active_days", "repeat_share", "top_share", "age_days")
+
+
 def otc_rows(folder: Path, config: VerdictConfig, say: Say) -> list[list[object]]:
+    """ROC-AUC of the verdict score and of each long-horizon number alone (higher = more suspicious,
+    as the verdicts read them), fraudulent vs benign: reported, never tuned on."""
     from clout.evaluation import windows
 
     say("Bitcoin OTC ...")
     events, labels = windows.load_otc(folder)
     stream = Stream.of(np.array([e.ts for e in events], np.int64), np.array([e.actor for e in events], object),
                        np.array([e.target for e in events], object), np.array([e.kind for e in events], np.int8))
-    scores = final_scores(stream, replace(config, min_actions=5, own_min_actions=5))
+    scores, numbers = final_scores(stream, replace(config, min_actions=5, own_min_actions=5))
     positive = [u for u, label in labels.items() if label < 0]
     negative = [u for u, label in labels.items() if label > 0]
-    return [["account verdict score", sum(scores.get(u, 0) > 0 for u in labels), len(positive), len(negative),
+    rows = [["account verdict score (> 0)", sum(scores.get(u, 0) > 0 for u in labels), len(positive), len(negative),
              roc_auc((scores.get(u, 0.0) for u in positive), (scores.get(u, 0.0) for u in negative))]]
+    for name in OTC_FEATURES:
+        sign = -1.0 if name == "age_days" else 1.0  # the verdicts read youth as suspicious
+        value = {u: sign * v for u, v in numbers[name].items()}
+        label = "newness (- age in days) alone" if sign < 0 else f"{name} alone"
+        rows.append([label, sum(u in value for u in labels), len(positive), len(negative),
+                     roc_auc((value.get(u, 0.0) for u in positive), (value.get(u, 0.0) for u in negative))])
+    return rows
 
 
-def final_scores(stream: Stream, config: VerdictConfig) -> dict[str, float]:
-    """Every account's score at the end of a sparse stream (years of ratings): one judgement over
-    the whole stream instead of one per window."""
+def final_scores(stream: Stream, config: VerdictConfig) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Every account's score and long-horizon numbers at the end of a sparse stream (years of
+    ratings): one judgement over the whole stream instead of one per window."""
     state = AccountState.empty()
     for cols in slices_of(stream):
         verdicts.update(state, cols)
     end = int(stream.ts[-1]) + 1
     every = replace(config, window_ms=end - int(stream.ts[0]) + 1)
     context = Context.combine([verdicts.summarise(state, end, every)], every)
-    rows, score, _, _, _ = verdicts.scores(state, end, context, every)
-    return {state.names[i]: s for i, s in zip(rows.tolist(), score.tolist(), strict=True)}
+    rows, score, _, f, _ = verdicts.scores(state, end, context, every, np.arange(len(state)))
+    names = [state.names[i] for i in rows.tolist()]
+    numbers = {k: dict(zip(names, np.asarray(f[k], dtype=np.float64).tolist(), strict=True)) for k in OTC_FEATURES}
+    return dict(zip(names, score.tolist(), strict=True)), numbers
 
 
 # --------------------------------------------------------------------------- the command
@@ -370,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    say), out)
     if not args.skip_otc and (folder / "bitcoin-otc" / "otc_gt.csv").exists():
         out("\n## Bitcoin OTC (ratings as like events): REV2 labels, fraudulent (positive) vs benign\n")
-        print_table(["score", "labelled users scored > 0", "fraudulent", "benign", "ROC-AUC"],
+        print_table(["score", "labelled users with it", "fraudulent", "benign", "ROC-AUC"],
                     otc_rows(folder / "bitcoin-otc", config, say), out)
     cost(held, out)
     out(f"\nwhole evaluation {time.perf_counter() - began:.0f} s")
