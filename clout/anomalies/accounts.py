@@ -125,15 +125,17 @@ class AccountState:
         """Row of each code's account, adding unseen accounts in name order (so rows do not depend on
         the batch's codes); first and last seen are updated from `ts`."""
         unique, inverse = np.unique(codes, return_inverse=True)
-        found = [self.index.get(names[c]) for c in unique.tolist()]
-        new = sorted(names[c] for c, r in zip(unique.tolist(), found, strict=True) if r is None)
+        index = self.index
+        wanted = [names[c] for c in unique.tolist()]
+        found = [index.get(name, -1) for name in wanted]
+        new = sorted(name for name, r in zip(wanted, found, strict=True) if r < 0)
         if new:
             start = len(self.names)
             self.names.extend(new)
-            self.index.update((name, start + i) for i, name in enumerate(new))
+            index.update((name, start + i) for i, name in enumerate(new))
             self._grow(len(self.names))
-        per = np.fromiter((self.index[names[c]] for c in unique.tolist()), dtype=np.int64, count=len(unique))
-        rows = per[inverse.ravel()]
+            found = [r if r >= 0 else index[name] for name, r in zip(wanted, found, strict=True)]
+        rows = np.asarray(found, dtype=np.int64)[inverse.ravel()]
         np.minimum.at(self.cols["first_ms"], rows, ts)
         np.maximum.at(self.cols["last_ms"], rows, ts)
         return rows
@@ -233,10 +235,11 @@ def update(state: AccountState, events: EventColumns) -> AccountState:
     time order."""
     if not len(events):
         return state
-    actor_crc = crc_of_codes(events.names, events.actor)
-    target_crc = crc_of_codes(events.names, events.target)
+    both = crc_of_codes(events.names, np.concatenate([events.actor, events.target]))
+    actor_crc, target_crc = both[:len(events)], both[len(events):]
     target_keys = key_of_crc(target_crc)
-    np.add.at(state.popular, (np.arange(POPULAR_DEPTH)[:, None], _popular_cells(target_keys)), 1)
+    flat = (_popular_cells(target_keys) + np.arange(POPULAR_DEPTH)[:, None] * POPULAR_WIDTH).ravel()
+    np.add.at(state.popular.reshape(-1), flat, np.uint32(1))
     mine_sent = (actor_crc % state.shards) == state.shard
     mine_received = (target_crc % state.shards) == state.shard
     if mine_sent.any():
@@ -252,16 +255,21 @@ def _sent(state: AccountState, s: EventColumns, keys: np.ndarray) -> None:
     rows = state.rows_of(s.names, s.actor, s.ts)
     np.add.at(c["sent"], rows, 1)
     np.maximum.at(c["last_sent_ms"], rows, s.ts)
-    np.add.at(c["kinds"], (rows, s.kind.astype(np.int64)), 1)
+    _count_at(c["kinds"], rows, s.kind.astype(np.int64))
     hour = (s.ts // HOUR_MS) % 24
     day = s.ts // DAY_MS
-    np.add.at(c["hod"], (rows, hour), 1)
-    np.add.at(c["dow"], (rows, day % 7), 1)
+    _count_at(c["hod"], rows, hour)
+    _count_at(c["dow"], rows, day % 7)
     for d in np.unique(day).tolist():
         who = np.unique(rows[day == d])
         c["days"][who], c["last_day"][who] = _mark_day(c["days"][who], c["last_day"][who], d)
     _top_targets(state, rows, keys, day)
     _repeats(state, rows, keys)
+
+
+def _count_at(table: np.ndarray, rows: np.ndarray, column: np.ndarray) -> None:
+    """table[rows, column] += 1 for every pair, repeats included (np.add.at on the flat view: faster)."""
+    np.add.at(table.reshape(-1), rows * table.shape[1] + column, 1)
 
 
 def minhash_values(keys: np.ndarray) -> np.ndarray:
@@ -289,7 +297,7 @@ def _repeats(state: AccountState, rows: np.ndarray, keys: np.ndarray) -> None:
     """Count actions on targets the account engaged before (its Bloom filter says which), and put the
     repeated targets that are not celebrities into its MinHash: what a network of accounts shares."""
     c = state.cols
-    pairs, counts = np.unique(np.stack([rows, keys.astype(np.int64)], axis=1), axis=0, return_counts=True)
+    pairs, counts = _unique_rows(rows, keys.astype(np.int64))
     row, key = pairs[:, 0], pairs[:, 1].astype(np.uint32)
     bloom = c["bloom"]
     before = _seen_before(bloom, row, key)
@@ -307,6 +315,16 @@ def distinct_targets(state: AccountState, rows: np.ndarray) -> np.ndarray:
     bits = np.bitwise_count(state.cols["bloom"][rows]).sum(axis=1).astype(np.float64)
     m = 64.0 * BLOOM_WORDS
     return -m / 2 * np.log(np.maximum(1.0 - bits / m, 1.0 / m))
+
+
+def _unique_rows(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows of the stacked int64 columns, sorted by the first column, then the next (as
+    np.unique(axis=0), without its structured-array detour), and how often each occurs."""
+    order = np.lexsort(columns[::-1])
+    stacked = np.stack([c[order] for c in columns], axis=1)
+    starts = np.flatnonzero(np.r_[True, (stacked[1:] != stacked[:-1]).any(axis=1)]) if len(stacked) else \
+        np.zeros(0, np.int64)
+    return stacked[starts], np.diff(np.r_[starts, len(stacked)])
 
 
 def _mark_day(bits: np.ndarray, last: np.ndarray, day: int | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -331,8 +349,7 @@ def _top_targets(state: AccountState, rows: np.ndarray, keys: np.ndarray, day: n
     Bloom filter) or engages twice in the slice may replace one, so one-off actions (camouflage)
     do not churn the entries. Each entry keeps the days it was engaged. Call before `_repeats`."""
     c = state.cols
-    combined = np.stack([rows, keys.astype(np.int64), day], axis=1)
-    pairs, counts = np.unique(combined, axis=0, return_counts=True)
+    pairs, counts = _unique_rows(rows, keys.astype(np.int64), day)
     top_key, top_count, top_days, top_last = c["top_key"], c["top_count"], c["top_days"], c["top_last"]
     row_p, key_p, day_p = pairs[:, 0], pairs[:, 1].astype(np.uint32), pairs[:, 2]
     admitted = _seen_before(c["bloom"], row_p, key_p) | (counts >= 2)

@@ -51,7 +51,7 @@ def co_actions(columns: EventColumns, mine: np.ndarray | None = None, window_ms:
     ends = np.r_[starts[1:], len(target)]
     names, pairs = columns.names, set()
     for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
-        if hi - lo < 2 or len(np.unique(actor[lo:hi])) > max_actors:
+        if hi - lo < 2 or (hi - lo > max_actors and len(np.unique(actor[lo:hi])) > max_actors):
             continue
         pairs.update(_close_pairs(ts[lo:hi].tolist(), [names[a] for a in actor[lo:hi].tolist()], window_ms))
     return sorted(pairs)
@@ -89,21 +89,37 @@ class PairTable:
     def add(self, pairs: Iterable[Pair]) -> list[Pair]:
         """Count each pair once; returns the pairs seen for the second time just now (newly repeated:
         they enter the table)."""
-        rows = np.arange(self.depth)
-        repeated = []
+        fresh = []
         for pair in pairs:
             if pair in self.table:
                 self.table[pair] += 1
-                continue
-            cells = _cells(pair, self.width, self.depth)
-            self.sketch[rows, cells] += np.uint32(1)
-            seen = int(self.sketch[rows, cells].min())
-            if seen >= 2:
-                self.table[pair] = seen
-                repeated.append(pair)
+            else:
+                fresh.append(pair)
+        repeated = self._sighted(fresh)
         if len(self.table) > self.capacity:
             keep = sorted(self.table.items(), key=lambda kv: (-kv[1], kv[0]))[: self.capacity * 3 // 4]
             self.table = dict(keep)
+        return repeated
+
+
+    def _sighted(self, pairs: list[Pair]) -> list[Pair]:
+        """Count first sightings in the sketch, one pair after the other; pairs the sketch has seen
+        before enter the table. When no two of the pairs share a cell (almost always), one
+        vectorised step gives exactly what the pair-by-pair loop gives."""
+        if not pairs:
+            return []
+        cells = np.array([_cells(p, self.width, self.depth) for p in pairs], dtype=np.int64)  # (pairs, depth)
+        flat = cells + np.arange(self.depth) * self.width
+        if len(np.unique(flat)) == flat.size:
+            self.sketch.reshape(-1)[flat.ravel()] += np.uint32(1)
+            seen = self.sketch.reshape(-1)[flat].min(axis=1)
+        else:
+            seen = np.empty(len(pairs), dtype=np.int64)
+            for i, row in enumerate(flat):
+                self.sketch.reshape(-1)[row] += np.uint32(1)
+                seen[i] = self.sketch.reshape(-1)[row].min()
+        repeated = [p for p, n in zip(pairs, seen.tolist(), strict=True) if n >= 2]
+        self.table.update((p, int(n)) for p, n in zip(pairs, seen.tolist(), strict=True) if n >= 2)
         return repeated
 
 
