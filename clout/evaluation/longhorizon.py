@@ -3,10 +3,12 @@
 Why this way: the scenario library (scenarios.py) plants nine behaviours into the real Higgs week,
 with a development half (seeds and parameters the thresholds are chosen on) and a held-back half
 (other seeds, other values) reported beside it. The detectors run as the pipeline will run them:
-one 15-minute slice of columns at a time into per-shard AccountState and PairState, verdicts at
-the end of the week. Every table has the two baselines: the rate baseline (an actor whose busiest
-1-hour window tops the 99.5th percentile of background actors) and a random flagger at the
-detector's own false-positive rate (its expected recall equals that rate).
+one 15-minute slice of EventColumns at a time into every shard's AccountState, and at every slice
+end (a window end) the shards' summaries, the Context and each shard's verdicts for the accounts
+active in that hour; an account's score is its highest over the windows. Every table has the two
+baselines: the rate baseline (an actor whose busiest 1-hour window tops the 99.5th percentile of
+background actors) and a random flagger at the detector's own false-positive rate (its expected
+recall equals that rate).
 """
 
 from __future__ import annotations
