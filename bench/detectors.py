@@ -39,20 +39,20 @@ def main(argv: list[str] | None = None) -> int:
     parts = longhorizon.slices_of(stream)
     print(f"{len(stream.ts):,} Higgs events in {len(parts)} slices, {args.shards} shards", file=sys.stderr)
     load_before = os.getloadavg()[0]
-    timings, flags, context_bytes = run(parts, args.shards)
+    timings, flags, sizes = run(parts, args.shards)
     states = timings.pop("states")
-    report(timings, states, flags, context_bytes, len(stream.ts), args.shards)
+    report(timings, states, flags, sizes, len(stream.ts), args.shards)
     print(f"\n{os.cpu_count()} CPUs; 1-min load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after "
           "(the machine is shared); one process, shards in turn")
     return 0
 
 
-def run(parts: list, shards: int) -> tuple[dict, int, int]:
+def run(parts: list, shards: int) -> tuple[dict, int, tuple[int, int]]:
     config = VerdictConfig(stream_start_ms=int(parts[0].ts[0]))
     influence = InfluenceConfig()
     states = [AccountState.empty(k, shards) for k in range(shards)]
     t: dict[str, list[float]] = {"update": [], "summarise": [], "combine": [], "verdicts": [], "influence": []}
-    flagged, context_bytes = 0, 0
+    flagged, context_bytes, summary_bytes = 0, 0, 0
     for n, cols in enumerate(parts):
         now = (int(cols.ts[0]) // longhorizon.SLICE_MS + 1) * longhorizon.SLICE_MS
         t["update"].append(_each(lambda s, c=cols: update(s, c), states))
@@ -71,9 +71,10 @@ def run(parts: list, shards: int) -> tuple[dict, int, int]:
         t["verdicts"].append(t3 - t2)
         t["influence"].append(t4 - t3)
         context_bytes = max(context_bytes, context.nbytes)
+        summary_bytes = max(summary_bytes, max(x.nbytes for x in summaries))
         if n % 96 == 0:
             print(f"  slice {n}/{len(parts)}", file=sys.stderr, flush=True)
-    return {**t, "states": states}, flagged, context_bytes
+    return {**t, "states": states}, flagged, (context_bytes, summary_bytes)
 
 
 def _each(step, states: list[AccountState]) -> float:
@@ -83,7 +84,7 @@ def _each(step, states: list[AccountState]) -> float:
     return time.perf_counter() - began
 
 
-def report(t: dict, states: list[AccountState], flags: int, context_bytes: int, events: int, shards: int) -> None:
+def report(t: dict, states: list[AccountState], flags: int, sizes: tuple[int, int], events: int, shards: int) -> None:
     rows = []
     for name, per in (("update (per slice)", t["update"]), ("summarise (per window)", t["summarise"]),
                       ("Context.combine (per window)", t["combine"]), ("verdicts (per window)", t["verdicts"]),
@@ -95,7 +96,7 @@ def report(t: dict, states: list[AccountState], flags: int, context_bytes: int, 
                      f"{ms.sum() / 1000:.1f}", f"{np.median(ms) / shards:.2f}"])
     print_table(["step (all shards)", "median ms", "p99 ms", "max ms", "total s", "median ms per shard"], rows, print)
     total = sum(sum(t[k]) for k in ("update", "summarise", "combine", "verdicts"))
-    print(f"\ndetectors: {events / total:,.0f} events/s over the week; {flags} account flags over all windows")
+    print(f"\ndetectors: {events / total:,.0f} events/s over the stream; {flags} account flags over all windows")
     biggest = max(states, key=len)
     began = time.perf_counter()
     blob = biggest.to_bytes()
@@ -107,7 +108,7 @@ def report(t: dict, states: list[AccountState], flags: int, context_bytes: int, 
     print(f"state: {accounts:,} accounts, {memory / 1e6:.1f} MB in memory ({AccountState.BYTES_PER_ACCOUNT} B of "
           f"columns per account), largest shard {len(biggest):,} accounts, to_bytes {len(blob) / 1e6:.1f} MB in "
           f"{1000 * (mid - began):.0f} ms, from_bytes {1000 * (done - mid):.0f} ms; largest Context "
-          f"{context_bytes / 1e3:.1f} kB")
+          f"{sizes[0] / 1e3:.1f} kB, largest per-shard Summary {sizes[1] / 1e3:.1f} kB")
 
 
 if __name__ == "__main__":
