@@ -38,10 +38,10 @@ from clout.anomalies.accounts import (
     update,
 )
 from clout.anomalies.coordination import band_keys, merge_counts
-from clout.anomalies.flag import Flag
+from clout.anomalies.flag import ACCOUNT_DETECTOR, Flag
 from clout.model.windows import window_id
 
-DETECTOR = "account"  # in clout.anomalies.flag.DETECTORS
+DETECTOR = ACCOUNT_DETECTOR
 __all__ = ["DETECTOR", "AccountState", "Context", "Summary", "VerdictConfig", "name_key", "scores", "summarise",
            "update", "verdicts"]
 
