@@ -13,7 +13,7 @@ what the clean score must discount. The calls, per account shard (Beam state key
     blob = state.to_bytes()
 
 `verdicts` judges only the shard's accounts that acted within `config.window_ms` before `now_ms`
-(a mask over one column, then work in proportion to those accounts), and it does not change the
+(a mask over two columns, then work in proportion to those accounts), and it does not change the
 state: replaying a window gives the same flags.
 """
 
