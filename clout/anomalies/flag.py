@@ -14,7 +14,8 @@ from typing import Any
 
 import orjson
 
-DETECTORS: tuple[str, ...] = ("burst", "bot", "lockstep", "microcluster")
+ACCOUNT_DETECTOR = "account"  # the long-horizon account verdicts (clout/anomalies/verdicts.py)
+DETECTORS: tuple[str, ...] = ("burst", "bot", "lockstep", "microcluster", ACCOUNT_DETECTOR)
 
 
 def _unit(value: float, what: str) -> float:
