@@ -23,11 +23,11 @@ import orjson
 from kafka import KafkaProducer
 
 from clout.anomalies.detect import Findings
+from clout.anomalies.flag import WINDOW_DETECTORS as DETECTORS
 from clout.anomalies.flag import Flag, Group
 from clout.store.client import SyncClient
 from clout.store.layout import KeyLayout
 
-DETECTORS = ("burst", "bot", "lockstep", "microcluster")
 STREAM_MAXLEN = 100_000
 
 
