@@ -1,0 +1,66 @@
+"""Fault injection in CI: the matrix of bench/faults.py, smaller (a slice of real Higgs, one trial of
+each fault, three pipeline kills in one trial). Real `clout ingest` and `clout run` processes against
+a broker and a Redis of the harness's own, which it kills, pauses and restarts; after every fault
+Redis must equal the independent recount of the topic, nothing valid may be missing, and the
+consumer lag must be back to zero. About five minutes on 2 cores."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trials
+from harness import HIGGS, FaultStack, Ports, fault_stack, higgs_slice, write_slice
+from recount import recount
+
+pytestmark = pytest.mark.servers
+EVENTS = 8_000  # the first 8,000 Higgs events: 35 hours, about 145 windows; 16 s of paced ingest
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[FaultStack]:
+    if not HIGGS.exists():
+        pytest.fail(f"the real Higgs dataset is missing at {HIGGS}; see README 'Real data'")
+    root = Path(__file__).resolve().parent.parent.parent
+    with fault_stack(Ports.for_tests(), root / ".state" / "faults-test") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def data(stack: FaultStack) -> tuple[Path, int]:
+    path = write_slice(stack.state_dir / "higgs-slice.txt", EVENTS)
+    return path, len(recount(higgs_slice(EVENTS)))
+
+
+def run(fault: trials.Fault, stack: FaultStack, data: tuple[Path, int], seed: int, **options: int) -> None:
+    outcome = fault(stack, data[0], random.Random(seed), data[1], **options)
+    print(outcome.line())
+    assert outcome.problems == []
+    assert outcome.lost == 0
+    assert outcome.survived
+
+
+def test_broker_sigkill_mid_replay_back_after_10_s(stack: FaultStack, data: tuple[Path, int]) -> None:
+    run(trials.broker_sigkill, stack, data, seed=1)
+
+
+def test_broker_clean_restart(stack: FaultStack, data: tuple[Path, int]) -> None:
+    run(trials.broker_restart, stack, data, seed=2)
+
+
+def test_redis_sigkill_is_rebuilt_by_a_restart(stack: FaultStack, data: tuple[Path, int]) -> None:
+    run(trials.redis_sigkill, stack, data, seed=3)
+
+
+def test_redis_client_pause_and_debug_sleep(stack: FaultStack, data: tuple[Path, int]) -> None:
+    run(trials.redis_stalls, stack, data, seed=4)
+
+
+def test_pipeline_sigkill_three_times(stack: FaultStack, data: tuple[Path, int]) -> None:
+    run(trials.pipeline_sigkills, stack, data, seed=5, kills=3)
+
+
+def test_slow_lossy_link_to_the_broker(stack: FaultStack, data: tuple[Path, int]) -> None:
+    run(trials.lossy_link, stack, data, seed=6)
