@@ -64,3 +64,31 @@ def test_pipeline_sigkill_three_times(stack: FaultStack, data: tuple[Path, int])
 
 def test_slow_lossy_link_to_the_broker(stack: FaultStack, data: tuple[Path, int]) -> None:
     run(trials.lossy_link, stack, data, seed=6)
+
+
+def test_a_pipeline_with_scripts_survives_a_redis_restart_while_in_flight(stack: FaultStack) -> None:
+    """Regression: a write in flight when Redis was killed was retried on the restarted Redis, whose
+    script cache is empty: NoScriptError failed the bundle, and the job."""
+    import threading
+    import time
+
+    from clout.store.client import RedisTarget
+
+    client = RedisTarget(stack.redis.url).connect()
+    script = client.register_script("return redis.call('SET', KEYS[1], ARGV[1])")
+    pipe = client.pipeline(transaction=False)
+    pipe.execute_command("DEBUG", "SLEEP", 1)  # the server holds the pipeline while Redis is killed
+    script(keys=["fault:script"], args=["written"], client=pipe)
+
+    def restart() -> None:
+        time.sleep(0.3)
+        stack.redis.kill()
+        stack.redis.start()
+
+    killer = threading.Thread(target=restart)
+    killer.start()
+    pipe.execute()
+    killer.join()
+    assert client.get("fault:script") == b"written"
+    client.delete("fault:script")
+    client.close()
