@@ -46,6 +46,7 @@ class Outcome:
     recovery_s: float | None
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    faults: int = 1  # faults injected in this trial (pipeline kills come several to a trial)
 
     def line(self) -> str:
         recovery = "-" if self.recovery_s is None else f"{self.recovery_s:.1f} s"
@@ -331,6 +332,7 @@ def pipeline_sigkills(stack: FaultStack, data: Path, rng: random.Random, windows
             outcome.survived = False
             outcome.problems.append("the restart did not resume from the group's progress")
         outcome.recovery_s = max(recoveries)
+        outcome.faults = kills
         return outcome
     finally:
         trial.close()
