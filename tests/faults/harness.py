@@ -61,30 +61,25 @@ def offset() -> int:
 
 @dataclass(frozen=True)
 class Ports:
-    """The harness's own servers, away from the test stack's (29092, 26379 + offset) and the bench's."""
+    """The harness's own servers, away from the test stack's (29092, 26379 + offset) and the bench's,
+    and below Linux's ephemeral range (32768 on): a restarted broker must be able to bind its ports
+    again, which fails when a client's outgoing socket happens to hold one meanwhile."""
 
     kafka: int
     controller: int
     proxied: int  # a second broker listener, advertised as the lossy proxy's port
+    proxy: int
     redis: int
 
     @classmethod
     def for_tests(cls) -> Ports:
         base = offset() + 40
-        return cls(29092 + base, 29093 + base, 29094 + base, 26379 + base)
+        return cls(29092 + base, 29093 + base, 29094 + base, 29095 + base, 26379 + base)
 
     @classmethod
     def for_bench(cls) -> Ports:
         base = offset() + 40
-        return cls(39092 + base, 39093 + base, 39094 + base, 36379 + base)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        return cls(31092 + base, 31093 + base, 31094 + base, 31095 + base, 31379 + base)
 
 
 # --- servers the harness owns -----------------------------------------------------------------------
@@ -538,7 +533,7 @@ def fault_stack(ports: Ports, state_dir: Path) -> Iterator[FaultStack]:
         "kafka_port": ports.kafka, "kafka_controller_port": ports.controller, "redis_port": ports.redis,
         "state_dir": state_dir, "kafka_bootstrap": f"127.0.0.1:{ports.kafka}",
         "redis_url": f"redis://127.0.0.1:{ports.redis}/0"})
-    proxy_port = free_port()
+    proxy_port = ports.proxy
     broker = Broker(settings, ports, proxy_port)
     server = RedisServer(ports.redis, state_dir / "redis")
     broker.start()
