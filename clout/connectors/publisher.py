@@ -125,8 +125,12 @@ class Publisher:
         if ts_ms > _clock_limit_ms():
             self._reject_ahead(value, ts_ms, event_id)
             return
-        future = self._producer.send(self.topic, key=key, value=value, timestamp_ms=ts_ms,
-                                     headers=[(EVENT_ID_HEADER, event_id.encode())])
+        try:
+            future = self._producer.send(self.topic, key=key, value=value, timestamp_ms=ts_ms,
+                                         headers=[(EVENT_ID_HEADER, event_id.encode())])
+        except KafkaTimeoutError as error:  # no metadata within max_block_ms: the broker is away
+            raise DeliveryFailed(f"cannot publish to {self.topic!r}: Kafka at {self._bootstrap} did not answer "
+                                 f"({error}); what it acknowledged before is in the topic") from None
         future.add_errback(self._failed)
         self.counts.published += 1
 
