@@ -389,7 +389,9 @@ def ingest_broker_gone(stack: FaultStack, data: Path, rng: random.Random, window
         create_topics(trial.settings)
         ingest = start_ingest(trial.settings, data, rate=2_000)
         trial.processes.append(ingest)
-        time.sleep(rng.uniform(0.5, 2.0))
+        wait_for(lambda: sum(end_offsets(trial.settings).values()) > 0, RUN_TIMEOUT_S, "the connector to publish",
+                 alive=lambda: ingest.poll() is None)  # past its start: the broker goes while it publishes
+        time.sleep(rng.uniform(0.2, 1.0))
         stack.broker.kill()
         killed = time.monotonic()
         try:
