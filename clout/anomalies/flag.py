@@ -14,7 +14,10 @@ from typing import Any
 
 import orjson
 
-DETECTORS: tuple[str, ...] = ("burst", "bot", "lockstep", "microcluster")
+# The detectors whose flags the pipeline writes for each window (the Redis layout's `flagged:<detector>`).
+WINDOW_DETECTORS: tuple[str, ...] = ("burst", "bot", "lockstep", "microcluster")
+ACCOUNT_DETECTOR = "account"  # the long-horizon account verdicts (clout/anomalies/verdicts.py)
+DETECTORS: tuple[str, ...] = (*WINDOW_DETECTORS, ACCOUNT_DETECTOR)
 
 
 def _unit(value: float, what: str) -> float:

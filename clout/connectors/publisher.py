@@ -78,6 +78,10 @@ MAX_UNSETTLED_RECORDS = 256 * 1024
 # split under a waiting flush (MESSAGE_TOO_LARGE) leaves that flush waiting on a batch that will
 # never complete, while the parts it became are new batches the next call waits for.
 FLUSH_ROUND_SECONDS = 1.0
+# Waits for the broker (flush, backpressure) give up after this long without a single record settled
+# beyond the producer's own delivery timeout: kafka-python does not expire batches whose partition
+# leader is unreachable, so a broker gone for good mid-ingest had `clout ingest` wait forever (tests/faults).
+STALL_MARGIN_SECONDS = 30.0
 # Keys whose partition is remembered (about 100 bytes each); then the memory starts afresh.
 MAX_CACHED_KEYS = 1 << 20
 
@@ -107,7 +111,10 @@ class Publisher:
         self._errors: list[BaseException] = []
         self._failed_since_flush = 0
         self._lock = threading.Lock()
-        self._producer = KafkaProducer(**settings.kafka_client_config(), **{**PRODUCER_TUNING, **tuning})
+        config = {**PRODUCER_TUNING, **tuning}
+        self._producer = KafkaProducer(**settings.kafka_client_config(), **config)
+        self._stall_s = config["delivery_timeout_ms"] / 1000 + STALL_MARGIN_SECONDS
+        self._bootstrap = settings.kafka_bootstrap
         self._writer: _BatchWriter | None = None
 
     def publish(self, event: InteractionEvent) -> None:
@@ -118,8 +125,12 @@ class Publisher:
         if ts_ms > _clock_limit_ms():
             self._reject_ahead(value, ts_ms, event_id)
             return
-        future = self._producer.send(self.topic, key=key, value=value, timestamp_ms=ts_ms,
-                                     headers=[(EVENT_ID_HEADER, event_id.encode())])
+        try:
+            future = self._producer.send(self.topic, key=key, value=value, timestamp_ms=ts_ms,
+                                         headers=[(EVENT_ID_HEADER, event_id.encode())])
+        except KafkaTimeoutError as error:  # no metadata within max_block_ms: the broker is away
+            raise DeliveryFailed(f"cannot publish to {self.topic!r}: Kafka at {self._bootstrap} did not answer "
+                                 f"({error}); what it acknowledged before is in the topic") from None
         future.add_errback(self._failed)
         self.counts.published += 1
 
@@ -188,13 +199,23 @@ class Publisher:
                                  f"first error: {errors[0]!r}")
 
     def _flush_producer(self) -> None:
-        """producer.flush() in rounds of FLUSH_ROUND_SECONDS until one completes (see there)."""
+        """producer.flush() in rounds of FLUSH_ROUND_SECONDS until one completes (see there), or
+        DeliveryFailed once nothing has been acknowledged for the stall limit."""
+        mark, since = self._settled_mark(), time.monotonic()
         while True:
             try:
                 self._producer.flush(timeout=FLUSH_ROUND_SECONDS)
                 return
             except (KafkaTimeoutError, UnknownError):  # UnknownError: "Future not done", a split
-                continue
+                now_mark = self._settled_mark()
+                if now_mark != mark:
+                    mark, since = now_mark, time.monotonic()
+                elif time.monotonic() - since > self._stall_s:
+                    raise DeliveryFailed(stalled_message(self._bootstrap, self._stall_s)) from None
+
+    def _settled_mark(self) -> tuple[int, int]:
+        writer = self._writer
+        return (writer.settled_count() if writer is not None else 0, self.counts.failed)
 
     def close(self) -> None:
         try:
@@ -211,7 +232,7 @@ class Publisher:
     def _open_writer(self) -> _BatchWriter:
         """Needs the topic's partitions: without them (after max_block_ms) publish_batch fails at
         once, rather than after reading the rest of the source."""
-        self._writer = _BatchWriter(self._producer, self.topic, self._failed_records)
+        self._writer = _BatchWriter(self._producer, self.topic, self._failed_records, self._stall_s, self._bootstrap)
         return self._writer
 
     def _failed(self, error: BaseException) -> None:
@@ -222,6 +243,11 @@ class Publisher:
             self._errors.append(error)
             self.counts.failed += count
             self._failed_since_flush += count
+
+
+def stalled_message(bootstrap: str, stall_s: float) -> str:
+    return (f"Kafka at {bootstrap} acknowledged no record for {stall_s:.0f} s (the broker is gone or refuses "
+            "the writes); what it acknowledged before is in the topic, the rest was not published")
 
 
 def _clock_limit_ms() -> int:
@@ -311,10 +337,12 @@ class _BatchWriter:
     with one callback per batch. Relies on kafka-python internals (checked at construction).
     """
 
-    def __init__(self, producer: KafkaProducer, topic: str,
-                 on_failure: Callable[[int, BaseException], None]) -> None:
+    def __init__(self, producer: KafkaProducer, topic: str, on_failure: Callable[[int, BaseException], None],
+                 stall_s: float = 150.0, bootstrap: str = "") -> None:
         _check_batch_internals(producer)
         self._producer = producer
+        self._stall_s = stall_s
+        self._bootstrap = bootstrap
         self._accumulator = producer._accumulator
         config = self._accumulator.config
         self._batch_size: int = config["batch_size"]
@@ -401,10 +429,20 @@ class _BatchWriter:
             self._sent += count
 
     def _wait_below(self, unsettled: int) -> None:
-        """Backpressure: block while more than `unsettled` written records await the broker."""
+        """Backpressure: block while more than `unsettled` written records await the broker (at
+        most the stall limit without any record settled)."""
         with self._progress:
+            settled, since = self._settled, time.monotonic()
             while self._sent - self._settled > unsettled:
                 self._progress.wait(FLUSH_ROUND_SECONDS)
+                if self._settled != settled:
+                    settled, since = self._settled, time.monotonic()
+                elif time.monotonic() - since > self._stall_s:
+                    raise KafkaTimeoutError(stalled_message(self._bootstrap, self._stall_s))
+
+    def settled_count(self) -> int:
+        with self._progress:
+            return self._settled
 
     def settled(self, count: int, error: BaseException | None) -> None:
         """Sender thread: `count` records were acknowledged, or failed with `error`."""

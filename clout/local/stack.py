@@ -238,10 +238,19 @@ def _cluster_id(home: Path) -> str:
     """KRaft wants a base64 UUID; keep it with the data so a re-format is never needed."""
     id_file = home / "cluster.id"
     if not id_file.exists():
-        import base64
-
-        id_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+        id_file.write_text(new_cluster_id())
     return id_file.read_text().strip()
+
+
+def new_cluster_id() -> str:
+    """A random base64 UUID that does not start with '-', as Kafka's own `Uuid.randomUuid` makes them:
+    `kafka-storage format -t -x...` would take such an id for an option (1 in 64 ids did; CI saw one)."""
+    import base64
+
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _kafka_answers(port: int) -> bool:

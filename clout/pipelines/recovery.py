@@ -37,20 +37,40 @@ class StartPlan:
     horizon_ms: int | None
     sealed_ms: int | None
     resumed: bool
+    rebuilt: bool = False  # Redis had lost the group's progress: every window is recomputed
 
     def describe(self) -> str:
+        if self.rebuilt:
+            return (f"Redis had lost the group's progress and results: rebuilding every window from the "
+                    f"beginning of the topic, offsets {self.start_offsets}")
         if not self.resumed:
             return f"fresh start at offsets {self.start_offsets}"
         return (f"resuming: results complete up to {self.sealed_ms}, recomputing windows from {self.horizon_ms}, "
                 f"offsets {self.start_offsets}")
 
 
+class RedisLost(RuntimeError):
+    """Redis no longer holds what the pipeline wrote (restarted without persistence, flushed, evicted)."""
+
+
+def lost_message(group: str) -> str:
+    return (f"Redis lost the results and progress of group {group!r} (restarted without persistence, flushed "
+            "or evicted?): what it held cannot be trusted. `clout run --from-beginning` with the same group "
+            "rebuilds every window from the topic; `--reset` starts the group over at the end instead")
+
+
 def plan_start(consumer: KafkaConsumer, redis_target: RedisTarget, layout: KeyLayout, topic: str, group: str,
-               policy: WindowPolicy, from_beginning: bool, reset: bool = False, context_ms: int = 0) -> StartPlan:
+               policy: WindowPolicy, from_beginning: bool, reset: bool = False, context_ms: int = 0,
+               group_committed: bool = False) -> StartPlan:
     """Decide start offsets from the group's progress in Redis (or from --from-beginning/--from-latest).
 
     A resumed read starts `context_ms` before the replay horizon: analyses that look back further
-    than a window (bot-likeness, bursts) see the same events as in a run without the restart."""
+    than a window (bot-likeness, bursts) see the same events as in a run without the restart.
+
+    Progress that Redis lost (`initial` gone, or nothing at all while the group has offsets
+    committed in Kafka, `group_committed`) is rebuilt from the beginning of the topic with
+    --from-beginning; without it, RedisLost says so: starting at the end would leave the lost
+    windows missing for good."""
     client = redis_target.connect()
     key = layout.progress(group)
     try:
@@ -60,8 +80,12 @@ def plan_start(consumer: KafkaConsumer, redis_target: RedisTarget, layout: KeyLa
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
         if not partitions:
             raise ValueError(f"topic {topic!r} does not exist or has no partitions (run `clout topics create`)")
-        if not progress:
-            plan = _fresh_plan(consumer, partitions, from_beginning)
+        lost = not reset and ("initial" not in progress if progress else group_committed)
+        if lost and not from_beginning:
+            raise RedisLost(lost_message(group))
+        if lost or not progress:
+            client.delete(key)  # a remnant written after the loss (sealed_ms) describes nothing whole
+            plan = _fresh_plan(consumer, partitions, from_beginning, rebuilt=lost)
             client.hset(key, mapping={"policy": _policy_text(policy), "initial": orjson.dumps(
                 {str(p): o for p, o in plan.start_offsets.items()}).decode()})
             return plan
@@ -71,9 +95,20 @@ def plan_start(consumer: KafkaConsumer, redis_target: RedisTarget, layout: KeyLa
         client.close()
 
 
-def _fresh_plan(consumer: KafkaConsumer, partitions: list[TopicPartition], from_beginning: bool) -> StartPlan:
+def progress_intact(client: Any, layout: KeyLayout, group: str) -> bool | None:
+    """Whether Redis still holds the group's progress as plan_start wrote it; None if Redis cannot say now."""
+    from redis.exceptions import RedisError
+
+    try:
+        return bool(client.hexists(layout.progress(group), "initial"))
+    except RedisError:
+        return None
+
+
+def _fresh_plan(consumer: KafkaConsumer, partitions: list[TopicPartition], from_beginning: bool,
+                rebuilt: bool = False) -> StartPlan:
     edge = consumer.beginning_offsets(partitions) if from_beginning else consumer.end_offsets(partitions)
-    return StartPlan({tp.partition: edge[tp] for tp in partitions}, None, None, False)
+    return StartPlan({tp.partition: edge[tp] for tp in partitions}, None, None, False, rebuilt)
 
 
 def _resume_plan(consumer: KafkaConsumer, partitions: list[TopicPartition], progress: dict[str, str],

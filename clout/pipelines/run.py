@@ -7,7 +7,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +16,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineResult, PipelineState
 from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from clout.anomalies.config import Thresholds
@@ -25,7 +26,7 @@ from clout.local.stack import install_prism
 from clout.model.windows import WindowPolicy
 from clout.pipelines.aggregates import EngagementCounts
 from clout.pipelines.interactions import ReadInteractions
-from clout.pipelines.recovery import RecordProgress, StartPlan, plan_start
+from clout.pipelines.recovery import RecordProgress, RedisLost, StartPlan, lost_message, plan_start, progress_intact
 from clout.pipelines.sink import WriteWindowTotals
 from clout.pipelines.source import SourceConfig
 from clout.pipelines.window_scores import WindowGraphs
@@ -111,24 +112,39 @@ def run(settings: Settings, config: RunConfig, progress_interval: float = 5.0) -
     try:
         plan = plan_start(consumer, RedisTarget.from_settings(settings), KeyLayout(settings.key_prefix),
                           settings.topic, settings.group, config.policy, config.from_beginning, config.reset,
-                          config.context_ms)
+                          config.context_ms, group_committed=_group_committed(settings))
         print(f"clout run: {plan.describe()}", file=sys.stderr, flush=True)
         pipeline = beam.Pipeline(options=pipeline_options(settings, config.beam_args))
         build_pipeline(pipeline, settings, config, plan)
         result = pipeline.run()
-        reporter = _LagReporter(consumer, settings, progress_interval)
+        reporter = _LagReporter(consumer, settings, progress_interval, on_redis_lost=result.cancel)
         reporter.start()
         try:
             result.wait_until_finish()
+        except RuntimeError:  # how Beam reports a job that ended CANCELLED, as a lost Redis makes it
+            if not reporter.redis_lost.is_set():
+                raise
         finally:
             reporter.stop()
     finally:
         consumer.close()
     counters = beam_counters(result)
     print("clout run done: " + ", ".join(f"{k} {v:,}" for k, v in counters.items()), file=sys.stderr, flush=True)
+    if reporter.redis_lost.is_set():
+        raise RedisLost(lost_message(settings.group))
     if result.state != PipelineState.DONE:
         raise RuntimeError(f"pipeline ended in state {result.state}")
     return counters
+
+
+def _group_committed(settings: Settings) -> bool:
+    """Whether the group has offsets committed in Kafka: it ran before, whatever Redis says now."""
+    consumer = KafkaConsumer(**settings.kafka_client_config(), group_id=settings.group, enable_auto_commit=False)
+    try:
+        partitions = consumer.partitions_for_topic(settings.topic) or set()
+        return any(consumer.committed(TopicPartition(settings.topic, p)) is not None for p in partitions)
+    finally:
+        consumer.close()
 
 
 def beam_counters(result: PipelineResult) -> dict[str, int]:
@@ -148,12 +164,18 @@ def beam_counters(result: PipelineResult) -> dict[str, int]:
 
 
 class _LagReporter(threading.Thread):
-    """Prints the group's committed position against the topic's end every few seconds."""
+    """Prints the group's committed position against the topic's end every few seconds, and watches
+    that Redis still holds the group's progress: a Redis that lost its data (a restart without
+    persistence) leaves windows the pipeline will never write again, so the run is cancelled and
+    says so (`on_redis_lost`), instead of finishing as if the results were whole."""
 
-    def __init__(self, consumer: KafkaConsumer, settings: Settings, interval: float) -> None:
+    def __init__(self, consumer: KafkaConsumer, settings: Settings, interval: float,
+                 on_redis_lost: Callable[[], Any] = lambda: None) -> None:
         super().__init__(daemon=True, name="clout-progress")
         self.settings = settings
         self.interval = interval
+        self.on_redis_lost = on_redis_lost
+        self.redis_lost = threading.Event()
         self._stop_event = threading.Event()
         self._admin_client: dict[str, Any] = settings.kafka_client_config()
         self._redis = RedisTarget.from_settings(settings).connect()
@@ -168,8 +190,19 @@ class _LagReporter(threading.Thread):
                           for p in sorted(consumer.partitions_for_topic(self.settings.topic) or [])]
             last, last_time = None, time.monotonic()
             while not self._stop_event.wait(self.interval):
-                done = sum(consumer.committed(tp) or 0 for tp in partitions)
-                end = sum(consumer.end_offsets(partitions).values())
+                if progress_intact(self._redis, KeyLayout(self.settings.key_prefix), self.settings.group) is False:
+                    print(f"clout run: {lost_message(self.settings.group)}; cancelling the run", file=sys.stderr,
+                          flush=True)
+                    self.redis_lost.set()
+                    self.on_redis_lost()
+                    return
+                try:
+                    done = sum(consumer.committed(tp) or 0 for tp in partitions)
+                    end = sum(consumer.end_offsets(partitions).values())
+                except KafkaError as error:  # the broker away: say so, and ask again next time
+                    print(f"clout run: Kafka unavailable ({type(error).__name__}); {self._results()}",
+                          file=sys.stderr, flush=True)
+                    continue
                 now = time.monotonic()
                 rate = 0.0 if last is None else (done - last) / (now - last_time)
                 print(f"clout run: committed {done:,} of {end:,} records (lag {end - done:,}, {rate:,.0f} records/s); "

@@ -12,10 +12,18 @@ that has been idle (at its end) for `idle_after_s` stops holding the watermark b
 wall clock minus the same bound, which is what a live stream's event time does. With
 `stop_when_idle_s`, a partition that has sat at its end that long reports the final watermark and
 finishes, so replays and backfills end by themselves.
+
+A broker that does not answer is not an idle partition: "at its end" is confirmed with the broker
+(at most once a second) before idle time counts, and a reader that cannot reach the broker emits
+nothing, holds its watermark and keeps trying (tests/faults: broker SIGKILL and restart, a lossy
+link). Otherwise an outage longer than `idle_after_s` would move the watermark to the wall clock
+and dead-letter everything published meanwhile as too late, and `stop_when_idle_s` would end a
+run while the connector still had records to publish.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterable
@@ -27,6 +35,7 @@ from apache_beam.io.unbounded_source import CheckpointMark, UnboundedReader, Unb
 from apache_beam.metrics import Metrics
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, MIN_TIMESTAMP, Timestamp
 from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
+from kafka.errors import KafkaError
 
 from clout.pipelines.worker_memory import shared
 
@@ -35,7 +44,12 @@ EVENT_ID_HEADER = "event_id"
 # yet): a reader whose first advance comes back empty with nothing to hold the watermark is one that
 # Flink's runner may finish at once when its Impulse source shuts down (issue 11).
 FIRST_POLL_MS = 500
+# How often a reader at its end asks the broker whether that is still the end, and how long it waits.
+CONFIRM_END_EVERY_S = 1.0
+CONFIRM_END_TIMEOUT_MS = 2_000
+CONNECT_TIMEOUT_MS = 10_000  # a reader's bootstrap; a broker away longer is retried every CONFIRM_END_EVERY_S
 _NAMESPACE = "clout.source"
+log = logging.getLogger(__name__)
 
 
 class RawRecord(NamedTuple):
@@ -83,7 +97,12 @@ class PartitionMark(CheckpointMark):
         self.next_offset = next_offset
 
     def finalize_checkpoint(self) -> None:
-        _committer(self.config).commit(self.config.topic, self.partition, self.next_offset)
+        """A commit that fails (the broker away) is skipped: commits are absolute, and the next
+        checkpoint's carries a later offset. Progress for restarts is in Redis, not here."""
+        try:
+            _committer(self.config).commit(self.config.topic, self.partition, self.next_offset)
+        except KafkaError as error:
+            log.warning("offset commit for %s/%d skipped: %r", self.config.topic, self.partition, error)
 
 
 class KafkaSource(UnboundedSource):
@@ -124,18 +143,51 @@ class KafkaPartitionReader(UnboundedReader):
         self.idle_since: float | None = None
         self.finished = False
         self.consumer: KafkaConsumer | None = None
+        self.end_confirmed_at: float | None = None  # monotonic time the broker last said we are at the end
+        self.connect_after = 0.0
         self.records_read = Metrics.counter(_NAMESPACE, "records_read")
 
     def start(self) -> bool:
-        self.consumer = KafkaConsumer(**self.config.client, group_id=None, enable_auto_commit=False,
-                                      max_poll_records=self.config.max_batch, fetch_max_bytes=16 << 20,
-                                      max_partition_fetch_bytes=8 << 20)
-        self.consumer.assign([self.tp])
-        self.consumer.seek(self.tp, self.next_offset)
+        if not self._connect():
+            return False
         return self.advance(timeout_ms=FIRST_POLL_MS)
 
+    def _connect(self) -> bool:
+        """Opens the consumer at `next_offset`; False (and no data) while the broker cannot be reached."""
+        if self.consumer is not None:
+            return True
+        if time.monotonic() < self.connect_after:
+            return False
+        try:
+            consumer = KafkaConsumer(**self.config.client, group_id=None, enable_auto_commit=False,
+                                     max_poll_records=self.config.max_batch, fetch_max_bytes=16 << 20,
+                                     max_partition_fetch_bytes=8 << 20, bootstrap_timeout_ms=CONNECT_TIMEOUT_MS,
+                                     auto_offset_reset="none")  # never skip: see advance()
+        except KafkaError as error:
+            log.warning("Kafka unreachable for %s/%d, retrying: %r", self.tp.topic, self.tp.partition, error)
+            self.connect_after = time.monotonic() + CONFIRM_END_EVERY_S
+            self._unreachable()
+            return False
+        consumer.assign([self.tp])
+        consumer.seek(self.tp, self.next_offset)
+        self.consumer = consumer
+        return True
+
     def advance(self, timeout_ms: int = 0) -> bool:
-        polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=self.config.max_batch).get(self.tp, [])
+        if not self._connect():
+            self.current = None
+            return False
+        try:
+            polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=self.config.max_batch).get(self.tp, [])
+        except KafkaError as error:
+            # Out of range or truncated, typically while a restarted broker recovers its log: a reset
+            # policy would jump to the end and skip records silently (tests/faults). Ask again later.
+            log.warning("Kafka answered %r for %s/%d at offset %d; retrying there", error, self.tp.topic,
+                        self.tp.partition, self.next_offset)
+            self.consumer.seek(self.tp, self.next_offset)
+            self.current = None
+            self._unreachable()
+            return False
         if not polled:
             self.current = None
             self._note_idle()
@@ -195,6 +247,9 @@ class KafkaPartitionReader(UnboundedReader):
     def _note_idle(self) -> None:
         """Track how long the partition has sat at its end; finish after `stop_when_idle_s`."""
         at_end = self._at_end()
+        if at_end is None:
+            self._unreachable()
+            return
         if not at_end:
             self.idle_since = None
             return
@@ -204,11 +259,28 @@ class KafkaPartitionReader(UnboundedReader):
         if limit is not None and now - self.idle_since >= limit:
             self.finished = True
 
-    def _at_end(self) -> bool:
+    def _at_end(self) -> bool | None:
+        """Whether the partition is at its end; None when the broker cannot say (unreachable).
+
+        The fetcher's high-water mark stays at its last value while the broker is away, so "at the
+        end" by it is confirmed with the broker itself, at most once every CONFIRM_END_EVERY_S."""
         end = self.consumer.highwater(self.tp)
-        if end is None:  # no fetch answered yet: ask the broker
-            end = self.consumer.end_offsets([self.tp])[self.tp]
+        if end is not None and self.next_offset < end:
+            return False
+        now = time.monotonic()
+        if end is not None and self.end_confirmed_at is not None and now - self.end_confirmed_at < CONFIRM_END_EVERY_S:
+            return True
+        try:
+            end = self.consumer.end_offsets([self.tp], timeout_ms=CONFIRM_END_TIMEOUT_MS)[self.tp]
+        except KafkaError:
+            return None
+        self.end_confirmed_at = now
         return self.next_offset >= end
+
+    def _unreachable(self) -> None:
+        """No answer from the broker: not idle, so the watermark holds and the run does not finish."""
+        self.idle_since = None
+        self.end_confirmed_at = None
 
 
 class _Committer:

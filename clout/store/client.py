@@ -10,6 +10,12 @@ own Retry, so pipelines retry as a whole).
 On a cluster every multi-key command must stay within one hash slot: the key layout
 (`layout.py`) puts the keys that are written together under one hash tag, and `script()` runs Lua
 in pipelines in a way that survives a node that never saw the script.
+
+A single-server pipeline that uses scripts loads them once, before it is sent; a retry after a lost
+connection sends it again as it was. If Redis restarted meanwhile its script cache is empty and
+every EVALSHA fails with NoScriptError (found by tests/faults, Redis SIGKILL mid-write): such a
+pipeline is sent once more, its scripts loaded again. Re-sending is safe for clout's writes, which
+set absolute values.
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
 from redis.backoff import ExponentialBackoff
+from redis.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
@@ -46,12 +54,27 @@ def _node_url(url: str) -> str:
     return f"{CLUSTER_SCHEMES[scheme.lower()]}{sep}{rest}"
 
 
+class _ScriptReloadingPipeline(Pipeline):
+    def execute(self, raise_on_error: bool = True) -> list[Any]:
+        stack, scripts = list(self.command_stack), set(self.scripts)
+        try:
+            return super().execute(raise_on_error)
+        except NoScriptError:  # Redis lost its script cache (a restart) between loading and sending
+            self.command_stack, self.scripts = stack, scripts  # execute() reset them
+            return super().execute(raise_on_error)
+
+
+class _Redis(redis.Redis):
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> _ScriptReloadingPipeline:
+        return _ScriptReloadingPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
+
+
 def sync_client(url: str, **options: Any) -> SyncClient:
     """A redis-py client for the URL: `RedisCluster` for a cluster URL, else `Redis`."""
     if is_cluster_url(url):
         options.pop("retry_on_error", None)  # the cluster client retries connection errors and timeouts itself
         return redis.cluster.RedisCluster.from_url(_node_url(url), **options)
-    return redis.Redis.from_url(url, **options)
+    return _Redis.from_url(url, **options)
 
 
 def async_client(url: str, **options: Any) -> AsyncClient:

@@ -42,3 +42,8 @@ def test_a_taken_port_is_named(stack_settings: Settings, tmp_path: Path) -> None
     settings = stack_settings.replace(state_dir=tmp_path, kafka_port=stack_settings.redis_port)
     with pytest.raises(stack.StackError, match=f"port {stack_settings.redis_port} is already in use"):
         stack.up(settings, say=lambda _line: None)
+
+
+def test_new_cluster_ids_never_look_like_an_option() -> None:
+    ids = [stack.new_cluster_id() for _ in range(2_000)]  # about 31 would start with '-' if drawn plainly
+    assert all(not i.startswith("-") and len(i) == 22 for i in ids) and len(set(ids)) == len(ids)

@@ -42,3 +42,27 @@ def test_recent_ids_forget_beyond_the_horizon() -> None:
     assert len(ids) == 1
     assert not ids.seen("a", 10_000)
     assert ids.seen("c", 11_600)
+
+
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]  # nothing listens once the probe is closed
+
+
+def test_a_reader_that_cannot_reach_the_broker_holds_its_watermark_and_does_not_finish() -> None:
+    """Regression (tests/faults, broker SIGKILL): a reader started while the broker was away failed its
+    bundle, and the job with it; and a broker that did not answer counted as an idle partition, whose
+    watermark then followed the wall clock and whose run ended under --stop-when-idle."""
+    from apache_beam.utils.timestamp import MIN_TIMESTAMP
+
+    config = SourceConfig(client={"bootstrap_servers": f"127.0.0.1:{closed_port()}"}, topic="t", group="g",
+                          start_offsets={0: 0}, idle_after_s=0.0, stop_when_idle_s=0.0)
+    r = KafkaPartitionReader(config, 0, 0)
+    assert r.start() is False  # no exception: the bundle goes on, with nothing read
+    assert r.advance() is False
+    assert r.idle_since is None and not r.finished
+    assert r.get_watermark() == MIN_TIMESTAMP
+    r.close()
