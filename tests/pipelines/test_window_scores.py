@@ -18,13 +18,13 @@ from clout.anomalies.detect import ShardDetectors, in_order
 from clout.anomalies.lockstep import find_lockstep
 from clout.connectors.synthetic import SyntheticConfig, SyntheticStream
 from clout.influence.scores import InfluenceConfig, window_influence
-from clout.local.stack import install_prism
 from clout.model.columns import canonical, from_events
 from clout.model.events import Event
 from clout.model.kinds import KIND_INDEX
 from clout.model.panes import Pane
 from clout.model.windows import WindowPolicy, parse_window_id, window_id
 from clout.pipelines.decode import EventBatch
+from clout.pipelines.run import prism_args
 from clout.pipelines.window_scores import WindowGraphs
 from clout.pipelines.worker_memory import shared
 from clout.settings import Settings
@@ -71,9 +71,7 @@ def run_pipeline(events: list[Event]) -> list[ScoredPane]:
     stream = stream.advance_watermark_to(events[-1].ts / 1000 + 6 * 3600).advance_watermark_to_infinity()
     # On Prism, as `clout run`: the DirectRunner does not hold the watermark for timer output, so a
     # window's scoring could fire before the shards' verdicts reach it.
-    prism = install_prism(Settings())
-    options = PipelineOptions(["--streaming", "--runner=PrismRunner", f"--prism_location={prism}",
-                               "--experiments=disable_prism_server_singleton"])
+    options = PipelineOptions(["--streaming", *prism_args(Settings())])
     with TestPipeline(options=options) as p:
         _ = (p | stream | WindowGraphs(config, 25 * 3_600_000, None, True, results_factory=Recorder(token)))
     return shared(token, list)
