@@ -337,7 +337,7 @@ def _scored(window: _Window, config: InfluenceConfig,
 
 
 def window_influence(events: Iterable[Event] | EventColumns, config: InfluenceConfig,
-                     actor_weight: Mapping[str, float] | None = None) -> dict[str, UserInfluence]:
+                     actor_weight: Mapping[str, float] | None = None) -> InfluenceTable:
     """Influence of every user who appears in the window's events (as actor or target).
 
     Self-interactions are left out. The n active users (received >= 1 engagement from someone else)
@@ -360,17 +360,64 @@ def window_influence(events: Iterable[Event] | EventColumns, config: InfluenceCo
 
 
 def _results(window: _Window, raw: np.ndarray, parts: tuple[np.ndarray, ...], q: np.ndarray,
-             rank: np.ndarray) -> dict[str, UserInfluence]:
-    active = window.active.tolist()
-    return {
-        user: UserInfluence(
-            score=rounded_score(r), raw=r, reach=reach, amplification=amp, network=net,
-            parts=Parts(pr, pa, pn) if is_active else _NO_PARTS, rank=rk, percentile=100.0 * qq, platform=platform)
-        for user, r, reach, amp, net, pr, pa, pn, rk, qq, platform, is_active in zip(
-            window.users, raw.tolist(), window.reach.tolist(), window.amplification.tolist(),
-            window.network.tolist(), *(p.tolist() for p in parts), rank.tolist(), q.tolist(), window.platforms,
-            active, strict=True)
-    }
+             rank: np.ndarray) -> InfluenceTable:
+    return InfluenceTable(list(window.users), raw, window.reach, window.amplification, window.network, *parts,
+                          rank, q, list(window.platforms), np.asarray(window.active, dtype=bool))
+
+
+class InfluenceTable(Mapping[str, UserInfluence]):
+    """Every user's influence in one window: a mapping user -> UserInfluence kept as columns.
+
+    A window has tens of thousands of users and its figures travel between the pipeline's steps and
+    sit in their state; as columns they pickle as a few arrays instead of one object per user
+    (unpickling those was a seventh of a whole replay's time). The objects are built on first use."""
+
+    __slots__ = ("_columns", "_rows")
+
+    def __init__(self, users: list[str], raw: np.ndarray, reach: np.ndarray, amplification: np.ndarray,
+                 network: np.ndarray, part_reach: np.ndarray, part_amplification: np.ndarray,
+                 part_network: np.ndarray, rank: np.ndarray, q: np.ndarray, platforms: list[str],
+                 active: np.ndarray) -> None:
+        self._columns = (users, raw, reach, amplification, network, part_reach, part_amplification, part_network,
+                         rank, q, platforms, active)
+        self._rows: dict[str, UserInfluence] | None = None
+
+    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
+        return InfluenceTable, self._columns
+
+    def __getitem__(self, user: str) -> UserInfluence:
+        return self.rows()[user]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._columns[0])
+
+    def __len__(self) -> int:
+        return len(self._columns[0])
+
+    def __contains__(self, user: object) -> bool:
+        return user in self.rows()
+
+    def rows(self) -> dict[str, UserInfluence]:
+        """The objects, built once."""
+        if self._rows is None:
+            users, raw, reach, amp, net, p_reach, p_amp, p_net, rank, q, platforms, active = self._columns
+            self._rows = {
+                user: UserInfluence(
+                    score=rounded_score(r), raw=r, reach=rc, amplification=a, network=n,
+                    parts=Parts(pr, pa, pn) if is_active else _NO_PARTS, rank=rk, percentile=100.0 * qq,
+                    platform=platform)
+                for user, r, rc, a, n, pr, pa, pn, rk, qq, platform, is_active in zip(
+                    users, raw.tolist(), reach.tolist(), amp.tolist(), net.tolist(), p_reach.tolist(),
+                    p_amp.tolist(), p_net.tolist(), rank.tolist(), q.tolist(), platforms, active.tolist(),
+                    strict=True)
+            }
+        return self._rows
+
+    def items(self) -> Any:
+        return self.rows().items()
+
+    def values(self) -> Any:
+        return self.rows().values()
 
 
 @contextmanager

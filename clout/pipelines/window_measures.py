@@ -18,7 +18,7 @@ No timer is ever set behind the watermark (a runner may drop it): the close does
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -49,7 +49,7 @@ class MeasuredPane(NamedTuple):
     start_ms: int
     final: bool
     events: EventColumns
-    raw: dict[str, UserInfluence]
+    raw: Mapping[str, UserInfluence]
     groups: WindowGroups
 
 

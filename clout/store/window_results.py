@@ -10,7 +10,7 @@ same result whatever order the windows are written in. The layout is `clout/stor
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -85,7 +85,7 @@ class ScoredPane(NamedTuple):
     end_ms: int
     final: bool
     events: EventColumns
-    raw: dict[str, UserInfluence]
+    raw: Mapping[str, UserInfluence]
     findings: Findings
     write_users: bool = True  # False: the users' documents stand as an earlier pane of these inputs wrote them
 
@@ -137,7 +137,7 @@ class WindowResults:
             self.flag_writer.producer.close()
         self.client.close()
 
-    def _write_window(self, wid: str, pane: ScoredPane, active: list[str], raw: dict[str, UserInfluence],
+    def _write_window(self, wid: str, pane: ScoredPane, active: list[str], raw: Mapping[str, UserInfluence],
                       clean: dict[str, float]) -> None:
         layout, ttl = self.config.layout, self.config.retention_s
         keys = {layout.influence(wid), layout.score_board(wid), layout.clean_board(wid), layout.window_meta(wid)}
@@ -162,7 +162,7 @@ class WindowResults:
             pipe.expire(key, ttl)
         pipe.execute()
 
-    def _write_users(self, wid: str, end_s: int, active: list[str], raw: dict[str, UserInfluence],
+    def _write_users(self, wid: str, end_s: int, active: list[str], raw: Mapping[str, UserInfluence],
                      clean: dict[str, float]) -> None:
         """History entry and `latest` (with the long-term score) of each active user, decided in Redis.
         In windows where a user received nothing their score is the floor, which the long-term score
@@ -187,7 +187,7 @@ def _chunks(users: list[str]) -> Iterable[list[str]]:
         yield users[i:i + _CHUNK]
 
 
-def _by_platform(raw: dict[str, UserInfluence], users: list[str]) -> dict[str, list[str]]:
+def _by_platform(raw: Mapping[str, UserInfluence], users: list[str]) -> dict[str, list[str]]:
     groups: dict[str, list[str]] = {}
     for user in users:
         if raw[user].platform:
