@@ -368,11 +368,13 @@ def _results(window: _Window, raw: np.ndarray, parts: tuple[np.ndarray, ...], q:
 class InfluenceTable(Mapping[str, UserInfluence]):
     """Every user's influence in one window: a mapping user -> UserInfluence kept as columns.
 
-    A window has tens of thousands of users and its figures travel between the pipeline's steps and
-    sit in their state; as columns they pickle as a few arrays instead of one object per user
-    (unpickling those was a seventh of a whole replay's time). The objects are built on first use."""
+    A window has tens of thousands of users, and its figures travel between the pipeline's steps
+    and wait in their state until the window is scored. As columns they pickle as a few arrays and
+    hold a few bytes per user; as objects, unpickling them was a seventh of a whole replay's time.
+    An object is built when a user is looked up; `rows()` builds them all, for the one step that
+    writes every user."""
 
-    __slots__ = ("_columns", "_rows")
+    __slots__ = ("_columns", "_index")
 
     def __init__(self, users: list[str], raw: np.ndarray, reach: np.ndarray, amplification: np.ndarray,
                  network: np.ndarray, part_reach: np.ndarray, part_amplification: np.ndarray,
@@ -380,13 +382,15 @@ class InfluenceTable(Mapping[str, UserInfluence]):
                  active: np.ndarray) -> None:
         self._columns = (users, raw, reach, amplification, network, part_reach, part_amplification, part_network,
                          rank, q, platforms, active)
-        self._rows: dict[str, UserInfluence] | None = None
+        self._index: dict[str, int] | None = None
 
     def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
         return InfluenceTable, self._columns
 
     def __getitem__(self, user: str) -> UserInfluence:
-        return self.rows()[user]
+        if self._index is None:
+            self._index = {name: i for i, name in enumerate(self._columns[0])}
+        return self._row(*(column[self._index[user]] for column in self._columns))
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._columns[0])
@@ -394,30 +398,21 @@ class InfluenceTable(Mapping[str, UserInfluence]):
     def __len__(self) -> int:
         return len(self._columns[0])
 
-    def __contains__(self, user: object) -> bool:
-        return user in self.rows()
-
     def rows(self) -> dict[str, UserInfluence]:
-        """The objects, built once."""
-        if self._rows is None:
-            users, raw, reach, amp, net, p_reach, p_amp, p_net, rank, q, platforms, active = self._columns
-            self._rows = {
-                user: UserInfluence(
-                    score=rounded_score(r), raw=r, reach=rc, amplification=a, network=n,
-                    parts=Parts(pr, pa, pn) if is_active else _NO_PARTS, rank=rk, percentile=100.0 * qq,
-                    platform=platform)
-                for user, r, rc, a, n, pr, pa, pn, rk, qq, platform, is_active in zip(
-                    users, raw.tolist(), reach.tolist(), amp.tolist(), net.tolist(), p_reach.tolist(),
-                    p_amp.tolist(), p_net.tolist(), rank.tolist(), q.tolist(), platforms, active.tolist(),
-                    strict=True)
-            }
-        return self._rows
+        """Every user's object, built afresh (the table keeps only its columns)."""
+        users, raw, reach, amp, net, p_reach, p_amp, p_net, rank, q, platforms, active = self._columns
+        return {user: self._row(user, *values) for user, *values in zip(
+            users, raw.tolist(), reach.tolist(), amp.tolist(), net.tolist(), p_reach.tolist(), p_amp.tolist(),
+            p_net.tolist(), rank.tolist(), q.tolist(), platforms, active.tolist(), strict=True)}
 
-    def items(self) -> Any:
-        return self.rows().items()
-
-    def values(self) -> Any:
-        return self.rows().values()
+    @staticmethod
+    def _row(user: str, raw: float, reach: int, amplification: float, network: float, part_reach: float,
+             part_amplification: float, part_network: float, rank: int, q: float, platform: str,
+             active: bool) -> UserInfluence:
+        parts = Parts(float(part_reach), float(part_amplification), float(part_network)) if active else _NO_PARTS
+        return UserInfluence(score=rounded_score(float(raw)), raw=float(raw), reach=int(reach),
+                             amplification=float(amplification), network=float(network), parts=parts,
+                             rank=int(rank), percentile=100.0 * float(q), platform=platform)
 
 
 @contextmanager

@@ -18,7 +18,7 @@ No timer is ever set behind the watermark (a runner may drop it): the close does
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -33,7 +33,7 @@ from apache_beam.utils.timestamp import Timestamp
 from clout.anomalies.config import LockstepConfig
 from clout.anomalies.flag import Group
 from clout.anomalies.lockstep import WindowGroups, find_groups
-from clout.influence.scores import InfluenceConfig, UserInfluence, window_influence
+from clout.influence.scores import InfluenceConfig, InfluenceTable, window_influence
 from clout.model.columns import EventColumns, canonical, concat
 from clout.model.windows import WindowPolicy, window_id
 from clout.pipelines.sink import CLOSE_GRACE_MS
@@ -49,7 +49,7 @@ class MeasuredPane(NamedTuple):
     start_ms: int
     final: bool
     events: EventColumns
-    raw: Mapping[str, UserInfluence]
+    raw: InfluenceTable
     groups: WindowGroups
 
 

@@ -21,6 +21,7 @@ from clout.anomalies.config import Thresholds
 from clout.anomalies.detect import Findings
 from clout.influence.scores import (
     InfluenceConfig,
+    InfluenceTable,
     UserInfluence,
     clean_influence,
     full_weight,
@@ -33,49 +34,55 @@ from clout.store.flags import FlagWriter
 from clout.store.layout import KeyLayout
 
 _CHUNK = 5_000  # users per pipelined round trip
-# KEYS: history, latest. ARGV: 1 window id, 2 history entry (JSON), 3 window end (epoch s), 4 the user's
-# `latest` for this window as JSON without its closing brace, 5 ttl, 6 history length x period (s),
-# 7 half-life (s), 8 the long-term score's full weight.
-# The newest end held (this window's or `latest`'s) sets the horizon: entries ending at or before
-# newest - horizon are dropped and never added, so the history is the same whatever order windows
-# come in; `latest` is the newest window's document, its long-term score recomputed from the
-# history (oldest entry first, as clout.influence.scores.long_term_score sums them).
-_USER_SCRIPT = """
-local end_s = tonumber(ARGV[3])
-local horizon = tonumber(ARGV[6])
-local stored = redis.call('GET', KEYS[2])
-local newest, base = end_s, ARGV[4]
-if stored then
-  local stored_end = cjson.decode(stored)['end']
-  if stored_end > end_s then
-    newest = stored_end
-    base = string.sub(stored, 1, string.find(stored, ',"long_term":', 1, true) - 1)
+# KEYS: history and latest of each user in turn. ARGV: 1 window id, 2 window end (epoch s), 3 ttl,
+# 4 history length x period (s), 5 half-life (s), 6 the long-term score's full weight; then for each
+# user its history entry (JSON) and its `latest` for this window as JSON without its closing brace.
+# Per user: the newest end held (this window's or `latest`'s) sets the horizon: entries ending at or
+# before newest - horizon are dropped and never added, so the history is the same whatever order
+# windows come in; `latest` is the newest window's document, its long-term score recomputed from the
+# history (oldest entry first, as clout.influence.scores.long_term_score sums them). One call takes
+# many users on a single server; on a cluster one user (a call's keys must share a hash slot).
+_USERS_SCRIPT = """
+local end_s = tonumber(ARGV[2])
+local ttl, horizon = ARGV[3], tonumber(ARGV[4])
+local half_life, weight = tonumber(ARGV[5]), tonumber(ARGV[6])
+for u = 1, #KEYS / 2 do
+  local history, latest = KEYS[2 * u - 1], KEYS[2 * u]
+  local entry_json, document = ARGV[5 + 2 * u], ARGV[6 + 2 * u]
+  local stored = redis.call('GET', latest)
+  local newest, base = end_s, document
+  if stored then
+    local stored_end = cjson.decode(stored)['end']
+    if stored_end > end_s then
+      newest = stored_end
+      base = string.sub(stored, 1, string.find(stored, ',"long_term":', 1, true) - 1)
+    end
   end
-end
-if end_s > newest - horizon then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
-local entries = {}
-local fields = redis.call('HGETALL', KEYS[1])
-for i = 1, #fields, 2 do
-  local entry = cjson.decode(fields[i + 1])
-  if entry['end'] <= newest - horizon then
-    redis.call('HDEL', KEYS[1], fields[i])
-  elseif entry['end'] <= newest then
-    entries[#entries + 1] = entry
+  if end_s > newest - horizon then redis.call('HSET', history, ARGV[1], entry_json) end
+  local entries = {}
+  local fields = redis.call('HGETALL', history)
+  for i = 1, #fields, 2 do
+    local entry = cjson.decode(fields[i + 1])
+    if entry['end'] <= newest - horizon then
+      redis.call('HDEL', history, fields[i])
+    elseif entry['end'] <= newest then
+      entries[#entries + 1] = entry
+    end
   end
-end
-table.sort(entries, function(a, b) return a['end'] < b['end'] end)
-local total, last_end = 0.0, nil
-for _, entry in ipairs(entries) do
-  if entry['end'] ~= last_end then
-    total = total + entry['score'] * 2 ^ (-(newest - entry['end']) / tonumber(ARGV[7]))
-    last_end = entry['end']
+  table.sort(entries, function(a, b) return a['end'] < b['end'] end)
+  local total, last_end = 0.0, nil
+  for _, entry in ipairs(entries) do
+    if entry['end'] ~= last_end then
+      total = total + entry['score'] * 2 ^ (-(newest - entry['end']) / half_life)
+      last_end = entry['end']
+    end
   end
+  redis.call('EXPIRE', history, ttl)
+  redis.call('SET', latest, base .. ',"long_term":' .. string.format('%.2f', total / weight) .. '}', 'EX', ttl)
 end
-local long_term = string.format('%.2f', total / tonumber(ARGV[8]))
-redis.call('EXPIRE', KEYS[1], ARGV[5])
-redis.call('SET', KEYS[2], base .. ',"long_term":' .. long_term .. '}', 'EX', ARGV[5])
 return 1
 """
+_USERS_PER_CALL = 20  # on a single server: about a millisecond of Redis time, so readers are not held up
 
 
 class ScoredPane(NamedTuple):
@@ -85,7 +92,7 @@ class ScoredPane(NamedTuple):
     end_ms: int
     final: bool
     events: EventColumns
-    raw: Mapping[str, UserInfluence]
+    raw: InfluenceTable
     findings: Findings
     write_users: bool = True  # False: the users' documents stand as an earlier pane of these inputs wrote them
 
@@ -114,14 +121,14 @@ class WindowResults:
     def __init__(self, config: ResultsConfig) -> None:
         self.config = config
         self.client = config.redis.connect()
-        self._user_script = script(self.client, _USER_SCRIPT)
+        self._users_script = script(self.client, _USERS_SCRIPT)
         producer = KafkaProducer(**config.kafka, acks="all", linger_ms=20) if config.kafka is not None else None
         self.flag_writer = FlagWriter(self.client, config.layout, config.retention_s, producer, config.flags_topic)
 
     def write(self, pane: ScoredPane) -> dict[str, int]:
         wid = window_id(pane.start_ms, pane.end_ms)
         ignore = pane.findings.engagers_to_ignore()
-        raw = pane.raw
+        raw = pane.raw.rows()  # every user's object, built once for this write
         clean = (clean_influence(pane.events, self.config.influence, raw, ignore)
                  if ignore else {u: float(i.raw) for u, i in raw.items()})
         # Users who received nothing score the floor (1): they are left out, which readers take as 1.
@@ -171,14 +178,18 @@ class WindowResults:
         influence = config.influence
         horizon_s = influence.history_len * config.period_s
         weight = full_weight(config.period_s, influence.half_life_s, influence.history_len)
+        per_call = 1 if self._users_script.cluster else _USERS_PER_CALL
+        common = [wid, end_s, config.retention_s, horizon_s, influence.half_life_s, repr(weight)]
         for users in _chunks(active):
             pipe = self.client.pipeline(transaction=False)
-            for user in users:
-                entry = {"end": end_s, "score": raw[user].score, "clean_score": rounded_score(clean[user])}
-                latest = orjson.dumps({**raw[user].to_dict(clean[user]), "window": wid, "end": end_s})[:-1]
-                self._user_script(keys=[layout.user_history(user), layout.user_latest(user)],
-                                  args=[wid, orjson.dumps(entry), end_s, latest, config.retention_s, horizon_s,
-                                        influence.half_life_s, repr(weight)], client=pipe)
+            for i in range(0, len(users), per_call):
+                keys, args = [], list(common)
+                for user in users[i:i + per_call]:
+                    entry = {"end": end_s, "score": raw[user].score, "clean_score": rounded_score(clean[user])}
+                    latest = orjson.dumps({**raw[user].to_dict(clean[user]), "window": wid, "end": end_s})[:-1]
+                    keys += [layout.user_history(user), layout.user_latest(user)]
+                    args += [orjson.dumps(entry), latest]
+                self._users_script(keys=keys, args=args, client=pipe)
             pipe.execute()
 
 
