@@ -56,6 +56,9 @@ def _add_run(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
                         help="seconds before an idle partition stops holding the watermark back")
     parser.add_argument("--dedup-horizon", type=float, default=3600.0,
                         help="seconds of event time within which a repeated event_id is dropped")
+    parser.add_argument("--read-ahead", type=float, default=21600.0, metavar="SECONDS",
+                        help="seconds of event time a reader may get ahead of the results already final "
+                             "(bounds a replay's memory; 0: no bound; default 21600)")
     parser.set_defaults(handler=_run, accepts_extra=True)
 
 
@@ -68,7 +71,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         policy=WindowPolicy(args.window, args.period, args.lateness),
         shards=args.shards, from_beginning=args.from_beginning, reset=args.reset,
         stop_when_idle_s=args.stop_when_idle, out_of_orderness_s=args.out_of_orderness,
-        idle_after_s=args.idle_after, dedup_horizon_s=args.dedup_horizon, beam_args=tuple(args.extra))
+        idle_after_s=args.idle_after, dedup_horizon_s=args.dedup_horizon, read_ahead_s=args.read_ahead,
+        beam_args=tuple(args.extra))
     run(settings, config)
     return 0
 

@@ -28,7 +28,7 @@ from clout.pipelines.aggregates import EngagementCounts
 from clout.pipelines.interactions import ReadInteractions
 from clout.pipelines.recovery import RecordProgress, RedisLost, StartPlan, lost_message, plan_start, progress_intact
 from clout.pipelines.sink import WriteWindowTotals
-from clout.pipelines.source import SourceConfig
+from clout.pipelines.source import ReadAhead, SourceConfig
 from clout.pipelines.window_scores import WindowGraphs
 from clout.settings import Settings
 from clout.store.client import RedisTarget
@@ -48,14 +48,22 @@ class RunConfig:
     out_of_orderness_s: float = 30.0
     idle_after_s: float = 10.0
     dedup_horizon_s: float = 3600.0
+    read_ahead_s: float = 6 * 3600.0  # 0: readers are never paused
     influence: InfluenceConfig = field(default_factory=InfluenceConfig)
     thresholds: Thresholds = field(default_factory=Thresholds)
+    beam_args: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        least = self.policy.size_s + self.policy.lateness_s + self.policy.period_s + self.out_of_orderness_s
+        if self.read_ahead_s and self.read_ahead_s <= least:
+            raise ValueError(f"--read-ahead {self.read_ahead_s:g}s must be 0 or more than window + lateness + "
+                             f"period + out-of-orderness ({least:g}s): a reader that cannot get past a window's "
+                             "deadline would wait for it forever")
 
     @property
     def context_ms(self) -> int:
         """Event time behind each window's end that its analyses read (and a restart replays)."""
         return context_needed_ms(self.thresholds, self.policy)
-    beam_args: tuple[str, ...] = ()
 
 
 def build_pipeline(pipeline: beam.Pipeline, settings: Settings, config: RunConfig, plan: StartPlan) -> None:
@@ -67,7 +75,9 @@ def build_pipeline(pipeline: beam.Pipeline, settings: Settings, config: RunConfi
         start_offsets=plan.start_offsets, out_of_orderness_ms=int(config.out_of_orderness_s * 1000),
         lateness_ms=config.policy.lateness_s * 1000,
         idle_after_s=config.idle_after_s, stop_when_idle_s=config.stop_when_idle_s,
-        dedup_horizon_ms=int(config.dedup_horizon_s * 1000))
+        dedup_horizon_ms=int(config.dedup_horizon_s * 1000),
+        read_ahead=ReadAhead(redis_target, layout.progress(settings.group), int(config.read_ahead_s * 1000))
+        if config.read_ahead_s else None)
     single = single_worker(config.beam_args)
     events = pipeline | "ReadInteractions" >> ReadInteractions(source, settings.dlq_topic, single_worker=single)
     counts = events | "EngagementCounts" >> EngagementCounts(config.policy, config.shards)

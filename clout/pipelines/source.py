@@ -19,6 +19,13 @@ nothing, holds its watermark and keeps trying (tests/faults: broker SIGKILL and 
 link). Otherwise an outage longer than `idle_after_s` would move the watermark to the wall clock
 and dead-letter everything published meanwhile as too late, and `stop_when_idle_s` would end a
 run while the connector still had records to publish.
+
+A replay reads far faster than the pipeline analyses, and a runner without backpressure (Prism)
+would hold the whole replay in flight: every window open at once, gigabytes for the Higgs week. With
+`read_ahead`, a reader pauses while the newest event it has read is more than `span_ms` of event time
+past the results already final (the progress hash's `sealed_ms`, or the oldest unsealed batch it
+read, so a gap in the data cannot stall it). A paused reader is not idle: its watermark holds. A
+live stream never gets that far ahead; a Redis that cannot be asked never pauses a reader.
 """
 
 from __future__ import annotations
@@ -36,8 +43,10 @@ from apache_beam.metrics import Metrics
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, MIN_TIMESTAMP, Timestamp
 from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError
+from redis.exceptions import RedisError
 
 from clout.pipelines.worker_memory import shared
+from clout.store.client import RedisTarget
 
 EVENT_ID_HEADER = "event_id"
 # The first poll after a seek waits this long for the first fetch (a zero-timeout poll has sent none
@@ -72,6 +81,16 @@ class RecordBatch(NamedTuple):
 
 
 @dataclass(frozen=True)
+class ReadAhead:
+    """How far (event time) a reader may run ahead of the results already final, and where it reads
+    how far they are: `progress_key`'s `sealed_ms` (recovery.RecordProgress writes it)."""
+
+    redis: RedisTarget
+    progress_key: str
+    span_ms: int
+
+
+@dataclass(frozen=True)
 class SourceConfig:
     """Where to read and how the watermark behaves. `start_offsets` maps partition -> first offset."""
 
@@ -85,16 +104,18 @@ class SourceConfig:
     stop_when_idle_s: float | None = None
     max_batch: int = 2_000
     dedup_horizon_ms: int = 3_600_000
+    read_ahead: ReadAhead | None = None
 
 
 class PartitionMark(CheckpointMark):
     """Resume position of one partition. Finalizing commits it to the consumer group (absolute, so a
     repeated or out-of-order commit is harmless), which is how lag shows up in Kafka's tools."""
 
-    def __init__(self, config: SourceConfig, partition: int, next_offset: int) -> None:
+    def __init__(self, config: SourceConfig, partition: int, next_offset: int, unsealed: tuple[int, ...] = ()) -> None:
         self.config = config
         self.partition = partition
         self.next_offset = next_offset
+        self.unsealed = unsealed  # the read-ahead gate's batches read and not yet sealed, for the next reader
 
     def finalize_checkpoint(self) -> None:
         """A commit that fails (the broker away) is skipped: commits are absolute, and the next
@@ -118,8 +139,11 @@ class KafkaSource(UnboundedSource):
     def create_reader(self, options: Any, checkpoint_mark: PartitionMark | None) -> KafkaPartitionReader:
         if self.partition is None:
             raise ValueError("KafkaSource must be split into partitions before reading")
-        offset = checkpoint_mark.next_offset if checkpoint_mark else self.config.start_offsets[self.partition]
-        return KafkaPartitionReader(self.config, self.partition, offset)
+        if checkpoint_mark is None:
+            return KafkaPartitionReader(self.config, self.partition, self.config.start_offsets[self.partition])
+        reader = KafkaPartitionReader(self.config, self.partition, checkpoint_mark.next_offset)
+        reader.gate.unsealed = list(getattr(checkpoint_mark, "unsealed", ()))
+        return reader
 
     def get_checkpoint_mark_coder(self) -> Coder:
         return PickleCoder()
@@ -145,6 +169,7 @@ class KafkaPartitionReader(UnboundedReader):
         self.consumer: KafkaConsumer | None = None
         self.end_confirmed_at: float | None = None  # monotonic time the broker last said we are at the end
         self.connect_after = 0.0
+        self.gate = _ReadAheadGate(config.read_ahead)
         self.records_read = Metrics.counter(_NAMESPACE, "records_read")
 
     def start(self) -> bool:
@@ -174,7 +199,7 @@ class KafkaPartitionReader(UnboundedReader):
         return True
 
     def advance(self, timeout_ms: int = 0) -> bool:
-        if not self._connect():
+        if not self._connect() or self.gate.holds(self.max_event_ts):
             self.current = None
             return False
         try:
@@ -197,6 +222,7 @@ class KafkaPartitionReader(UnboundedReader):
         self.records_read.inc(len(polled))
         records = [self._raw(r) for r in polled]
         self.current_min_ts = min(r.ts for r in records)
+        self.gate.read(self.current_min_ts)
         if self.bundle_min_ts is None or self.current_min_ts < self.bundle_min_ts:
             self.bundle_min_ts = self.current_min_ts
         self.current = RecordBatch(self.tp.topic, self.tp.partition, records)
@@ -227,12 +253,15 @@ class KafkaPartitionReader(UnboundedReader):
     def get_checkpoint_mark(self) -> PartitionMark:
         """Called at each bundle boundary: the watermark hold moves on by one bundle."""
         self.previous_bundle_min_ts, self.bundle_min_ts = self.bundle_min_ts, None
-        return PartitionMark(self.config, self.tp.partition, self.next_offset)
+        return PartitionMark(self.config, self.tp.partition, self.next_offset, tuple(self.gate.unsealed))
 
     def close(self) -> None:
         if self.consumer is not None:
             self.consumer.close(autocommit=False)
             self.consumer = None
+        if self.gate.client is not None:
+            self.gate.client.close()
+            self.gate.client = None
 
     def _raw(self, record: Any) -> RawRecord:
         """Lateness is decided here, in partition order, so a replay decides it the same way."""
@@ -281,6 +310,47 @@ class KafkaPartitionReader(UnboundedReader):
         """No answer from the broker: not idle, so the watermark holds and the run does not finish."""
         self.idle_since = None
         self.end_confirmed_at = None
+
+
+class _ReadAheadGate:
+    """Says when a reader has run `span_ms` of event time past the results already final."""
+
+    def __init__(self, limit: ReadAhead | None, check_every_s: float = CONFIRM_END_EVERY_S) -> None:
+        self.limit = limit
+        self.check_every_s = check_every_s
+        self.client: Any = None
+        self.unsealed: list[int] = []  # earliest event of each batch read since the last seal seen
+        self.base: int | None = None  # where the span starts; None: do not hold
+        self.checked_at = -float("inf")
+
+    def read(self, batch_min_ts: int) -> None:
+        if self.limit is not None:
+            self.unsealed.append(batch_min_ts)
+
+    def holds(self, newest_ts: int | None) -> bool:
+        if self.limit is None or newest_ts is None:
+            return False
+        now = time.monotonic()
+        if now - self.checked_at >= self.check_every_s:
+            self.checked_at = now
+            self.base = self._base()
+        return self.base is not None and newest_ts > self.base + self.limit.span_ms
+
+    def _base(self) -> int | None:
+        """max(sealed, the oldest unsealed batch read); None when Redis cannot be asked."""
+        try:
+            if self.client is None:
+                self.client = self.limit.redis.connect()
+            sealed = self.client.hget(self.limit.progress_key, "sealed_ms")
+        except RedisError as error:
+            log.warning("read-ahead check skipped (Redis: %r)", error)
+            return None
+        sealed_ms = int(sealed) if sealed is not None else None
+        if sealed_ms is not None:
+            self.unsealed = [t for t in self.unsealed if t > sealed_ms]
+        oldest = min(self.unsealed, default=None)
+        candidates = [t for t in (sealed_ms, oldest) if t is not None]
+        return max(candidates) if candidates else None
 
 
 class _Committer:

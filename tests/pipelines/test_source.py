@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import pytest
+import redis
+
 from clout.pipelines.dedup import RecentIds
-from clout.pipelines.source import KafkaPartitionReader, SourceConfig
+from clout.pipelines.source import KafkaPartitionReader, ReadAhead, SourceConfig, _ReadAheadGate
+from clout.settings import Settings
+from clout.store.client import RedisTarget
+from clout.store.layout import KeyLayout
 
 
 class Record(NamedTuple):
@@ -66,3 +72,35 @@ def test_a_reader_that_cannot_reach_the_broker_holds_its_watermark_and_does_not_
     assert r.idle_since is None and not r.finished
     assert r.get_watermark() == MIN_TIMESTAMP
     r.close()
+
+
+HOUR = 3_600_000
+
+
+def test_a_reader_waits_past_its_read_ahead_and_goes_on_as_results_are_sealed(settings: Settings,
+                                                                               redis_client: redis.Redis) -> None:
+    """Against a real Redis progress hash: the span starts at the results already final, or at the
+    oldest unsealed batch read (a gap in the data cannot stall a reader), and a Redis that cannot be
+    asked never pauses one."""
+    key = KeyLayout(settings.key_prefix).progress("g")
+    gate = _ReadAheadGate(ReadAhead(RedisTarget.from_settings(settings), key, span_ms=HOUR), check_every_s=0)
+    assert not gate.holds(None)  # nothing read yet
+    gate.read(0)
+    assert not gate.holds(HOUR) and gate.holds(HOUR + 1)  # nothing sealed: from the oldest batch read
+    redis_client.hset(key, "sealed_ms", 2 * HOUR)
+    assert not gate.holds(3 * HOUR) and gate.holds(3 * HOUR + 1)
+    gate.read(10 * HOUR)  # the data jumps: nothing between 2 h and 10 h will ever be sealed
+    assert not gate.holds(11 * HOUR) and gate.holds(11 * HOUR + 1)
+    gate.client.close()
+    away = _ReadAheadGate(ReadAhead(RedisTarget(f"redis://127.0.0.1:{closed_port()}/0"), key, span_ms=HOUR),
+                          check_every_s=0)
+    away.read(0)
+    assert not away.holds(100 * HOUR)
+
+
+def test_a_read_ahead_too_short_to_finish_a_window_is_refused() -> None:
+    from clout.pipelines.run import RunConfig
+
+    with pytest.raises(ValueError, match="--read-ahead 3600s must be 0 or more than"):
+        RunConfig(read_ahead_s=3600)
+    assert RunConfig(read_ahead_s=0).read_ahead_s == 0
