@@ -63,8 +63,12 @@ def start_run(settings: Settings, *flags: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def finish(process: subprocess.Popen, timeout: float = 900) -> str:
-    output, _ = process.communicate(timeout=timeout)
+def finish(process: subprocess.Popen, timeout: float = 1800) -> str:
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # its own session: Prism and all, not left running
+        raise
     assert process.returncode == 0, output[-4000:]
     print(summary_line(output))  # shown by pytest when a later assertion fails
     return output
