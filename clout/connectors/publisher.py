@@ -78,7 +78,7 @@ MAX_UNSETTLED_RECORDS = 256 * 1024
 # split under a waiting flush (MESSAGE_TOO_LARGE) leaves that flush waiting on a batch that will
 # never complete, while the parts it became are new batches the next call waits for.
 FLUSH_ROUND_SECONDS = 1.0
-# The publisher gives up once no record has been acknowledged (or failed) for the delivery timeout
+# The publisher gives up once no record has been acknowledged for the delivery timeout
 # (Settings.kafka_delivery_timeout_s) plus this margin, which leaves the producer time to expire its
 # own batches first. It must not rely on that expiry: kafka-python 3.0.12's idempotent producer,
 # having lost its producer id with the broker, returns early from every sender loop while it waits
@@ -236,7 +236,7 @@ class Publisher:
             except (KafkaTimeoutError, UnknownError):  # UnknownError: "Future not done", a split
                 if self._progress.settled != settled:
                     settled, since = self._progress.settled, time.monotonic()
-                elif time.monotonic() - since > self._stall_s:
+                if self._progress.stalled_for() > self._stall_s or time.monotonic() - since > self._stall_s:
                     self._give_up()
 
     def _settle_missing(self) -> None:
@@ -290,11 +290,11 @@ class Publisher:
         return self._writer
 
     def _acknowledged(self, _metadata: Any) -> None:
-        self._progress.settle(1)
+        self._progress.settle(1, acknowledged=True)
 
     def _failed(self, error: BaseException) -> None:
         self._failed_records(1, error)
-        self._progress.settle(1)
+        self._progress.settle(1, acknowledged=False)
 
     def _failed_records(self, count: int, error: BaseException) -> None:
         with self._lock:
@@ -490,12 +490,13 @@ class _BatchWriter:
         """Sender thread: `count` records were acknowledged, or failed with `error`."""
         if error is not None:
             self._on_failure(count, error)
-        self._progress.settle(count)
+        self._progress.settle(count, acknowledged=error is None)
 
 
 class _Progress:
     """Records handed to the producer and records it has settled (acknowledged or failed), with the
-    time of the last change: no record settled for long while some wait is how a gone broker shows."""
+    time of the last acknowledgement: none for long while records wait is how a gone broker shows.
+    Failures do not reset that clock: a producer expiring batch after batch is no progress."""
 
     def __init__(self) -> None:
         self._changed = threading.Condition()
@@ -508,10 +509,11 @@ class _Progress:
                 self._since = time.monotonic()  # the stall clock starts with the first record waiting
             self.sent += count
 
-    def settle(self, count: int) -> None:
+    def settle(self, count: int, acknowledged: bool) -> None:
         with self._changed:
             self.settled += count
-            self._since = time.monotonic()
+            if acknowledged:
+                self._since = time.monotonic()
             self._changed.notify_all()
 
     def settle_rest(self) -> int:
@@ -524,13 +526,13 @@ class _Progress:
         return self.sent - self.settled
 
     def stalled_for(self) -> float:
-        """Seconds since the last record settled while some wait for the broker (0 if none wait)."""
+        """Seconds without an acknowledgement while records wait for the broker (0 if none wait)."""
         with self._changed:
             return time.monotonic() - self._since if self.sent > self.settled else 0.0
 
     def wait_below(self, unsettled: int, stall_s: float) -> bool:
-        """Block while more than `unsettled` records wait for the broker; False once none has
-        settled for `stall_s`."""
+        """Block while more than `unsettled` records wait for the broker; False once none has been
+        acknowledged for `stall_s`."""
         with self._changed:
             while self.sent - self.settled > unsettled:
                 if time.monotonic() - self._since > stall_s:
