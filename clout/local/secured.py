@@ -24,7 +24,9 @@ from clout.settings import Settings
 WRITER_COMMANDS = ("get", "mget", "set", "exists", "expire", "del", "unlink", "rename", "copy", "hset", "hget",
                    "hgetall", "hdel", "hkeys", "zadd", "zrem", "zrange", "zrevrange", "zcard", "zscore", "sadd",
                    "smembers", "xadd", "xtrim", "evalsha", "eval", "script|load", "script|exists", "multi", "exec",
-                   "discard", "ping", "client|setname", "time")
+                   "discard", "ping", "client|setname", "time",
+                   # sent only when a window has flags (store/flags.py) and on a restart (pipelines/recovery.py)
+                   "smismember", "hexists")
 READER_COMMANDS = ("get", "mget", "hget", "hmget", "hgetall", "zrevrange", "zrange", "zscore", "zmscore", "zrevrank",
                    "zcard", "exists", "ttl", "multi", "exec", "discard", "ping", "client|setname")
 # A flag subscriber (clout/serving/subscriber.py): the reader's commands, plus its consumer-group

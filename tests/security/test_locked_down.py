@@ -59,6 +59,8 @@ def test_writer_and_reader_have_least_privilege(secured_stack) -> None:
         writer.set("clout:v1:acl-probe", "1")
         writer.hset("clout:v1:win:{1-2}:meta", "users", 1)
         assert reader.get("clout:v1:acl-probe") == b"1"
+        assert writer.smismember("clout:v1:acl-set", ["a"]) == [0]  # commands the pipeline sends on occasion only
+        assert writer.hexists("clout:v1:win:{1-2}:meta", "users")
         for denied in (lambda: reader.set("clout:v1:acl-probe", "2"), lambda: reader.delete("clout:v1:acl-probe"),
                        lambda: reader.hset("clout:v1:win:{1-2}:meta", "users", 2),
                        lambda: reader.get("other:key"), lambda: writer.set("other:key", "x"),
