@@ -251,8 +251,8 @@ class Publisher:
         batch it still holds (so each record is counted acknowledged or not delivered), and raise."""
         self._abort_producer()
         self._settle_missing()
-        sent, failed = self._progress.sent, self.counts.failed
-        raise DeliveryFailed(stalled_message(self._bootstrap, self._stall_s, failed, sent))
+        raise DeliveryFailed(stalled_message(self._bootstrap, self._stall_s, self._progress.failed,
+                                             self._progress.sent))
 
     def _abort_producer(self) -> None:
         """Sender.force_close(): its thread fails all incomplete batches (in flight or not) as it ends;
@@ -500,7 +500,7 @@ class _Progress:
 
     def __init__(self) -> None:
         self._changed = threading.Condition()
-        self.sent = self.settled = 0
+        self.sent = self.settled = self.failed = 0  # failed: settled, but not acknowledged
         self._since = time.monotonic()
 
     def add(self, count: int) -> None:
@@ -514,12 +514,15 @@ class _Progress:
             self.settled += count
             if acknowledged:
                 self._since = time.monotonic()
+            else:
+                self.failed += count
             self._changed.notify_all()
 
     def settle_rest(self) -> int:
-        """Counts every record not settled yet as settled; returns how many that was."""
+        """Counts every record not settled yet as settled and failed; returns how many that was."""
         with self._changed:
             rest, self.settled = self.sent - self.settled, self.sent
+            self.failed += rest
             return rest
 
     def unsettled(self) -> int:
