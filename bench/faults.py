@@ -8,7 +8,7 @@ Run from the repository root:
 It starts a Kafka broker and a redis-server of its own on loopback (Kafka 31132 to 31135 and Redis
 31419, moved by CLOUT_TEST_PORT_OFFSET; state in .state/faults-bench), which it kills and restarts;
 every trial has its own topic, group and key prefix. `--trials` trials of every fault (default 1;
-the broker gone for good, about a minute of retries, runs once), `--kills` pipeline SIGKILLs at seeded
+the broker gone for good, 150 s of retries, runs once), `--kills` pipeline SIGKILLs at seeded
 random moments shared among its trials (default 10, each followed by a restart with
 the same group), each trial on the first `--events` events of the real Higgs file (default 10,000:
 38 hours, 157 windows). Prints a progress line per trial and one markdown table (for the pipeline
@@ -30,7 +30,7 @@ from harness import HIGGS, Ports, TrialFailed, fault_stack, higgs_slice, write_s
 from recount import recount  # noqa: E402
 from trials import MATRIX, Outcome  # noqa: E402
 
-ONE_SHOT = {"ingest-broker-gone"}  # about a minute of the connector retrying: once is enough
+ONE_SHOT = {"ingest-broker-gone"}  # 150 s of the connectors retrying: once is enough
 
 
 def main() -> int:

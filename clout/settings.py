@@ -54,6 +54,9 @@ class Settings:
     kafka_sasl_username: str | None = None
     kafka_sasl_password: Secret | None = None
     kafka_ssl_cafile: str | None = None
+    # How long a connector's producer retries a record; `clout ingest` gives up (exit 2) once the broker
+    # has acknowledged nothing for this + 30 s, naming how many records were not delivered
+    kafka_delivery_timeout_s: float = 120.0
     topic: str = "interactions"
     dlq_topic: str = "interactions.dlq"
     flags_topic: str = "flags"

@@ -78,10 +78,15 @@ MAX_UNSETTLED_RECORDS = 256 * 1024
 # split under a waiting flush (MESSAGE_TOO_LARGE) leaves that flush waiting on a batch that will
 # never complete, while the parts it became are new batches the next call waits for.
 FLUSH_ROUND_SECONDS = 1.0
-# Waits for the broker (flush, backpressure) give up after this long without a single record settled
-# beyond the producer's own delivery timeout: kafka-python does not expire batches whose partition
-# leader is unreachable, so a broker gone for good mid-ingest had `clout ingest` wait forever (tests/faults).
+# The publisher gives up once no record has been acknowledged for the delivery timeout
+# (Settings.kafka_delivery_timeout_s) plus this margin, which leaves the producer time to expire its
+# own batches first. It must not rely on that expiry: kafka-python 3.0.12's idempotent producer,
+# having lost its producer id with the broker, returns early from every sender loop while it waits
+# for a new one (Sender.run_once) and never reaches the expiry, so `clout ingest` waited forever for
+# a broker gone for good mid-publish (tests/faults, tests/connectors/test_broker_gone.py).
 STALL_MARGIN_SECONDS = 30.0
+# After giving up, how long to wait for the producer's I/O thread to fail the batches it still holds.
+ABORT_WAIT_SECONDS = 10.0
 # Keys whose partition is remembered (about 100 bytes each); then the memory starts afresh.
 MAX_CACHED_KEYS = 1 << 20
 
@@ -111,10 +116,12 @@ class Publisher:
         self._errors: list[BaseException] = []
         self._failed_since_flush = 0
         self._lock = threading.Lock()
-        config = {**PRODUCER_TUNING, **tuning}
+        config = {**PRODUCER_TUNING, **delivery_config(settings.kafka_delivery_timeout_s), **tuning}
         self._producer = KafkaProducer(**settings.kafka_client_config(), **config)
         self._stall_s = config["delivery_timeout_ms"] / 1000 + STALL_MARGIN_SECONDS
         self._bootstrap = settings.kafka_bootstrap
+        self._progress = _Progress()
+        self._aborted = False
         self._writer: _BatchWriter | None = None
 
     def publish(self, event: InteractionEvent) -> None:
@@ -131,8 +138,9 @@ class Publisher:
         except KafkaTimeoutError as error:  # no metadata within max_block_ms: the broker is away
             raise DeliveryFailed(f"cannot publish to {self.topic!r}: Kafka at {self._bootstrap} did not answer "
                                  f"({error}); what it acknowledged before is in the topic") from None
-        future.add_errback(self._failed)
+        self._track(future)
         self.counts.published += 1
+        self._keep_pace()
 
     def publish_batch(self, events: Sequence[EncodedEvent]) -> None:
         """Publish many serialised events as whole record batches, in order per partition.
@@ -152,6 +160,7 @@ class Publisher:
             self.counts.failed += len(events)
             raise DeliveryFailed(f"cannot publish to {self.topic!r}: {error!r}") from error
         self.counts.published += len(events)
+        self._keep_pace()
 
     def reject(self, raw: bytes, error: InvalidEvent, source: str) -> None:
         """Dead-letter the original bytes with the reason; nothing invalid is dropped silently."""
@@ -164,8 +173,25 @@ class Publisher:
             headers.append((ORIGINAL_BYTES_HEADER, str(len(raw)).encode()))
             raw = raw[:MAX_DEAD_LETTER_BYTES]
         future = self._producer.send(self.dlq_topic, value=raw, headers=headers)
-        future.add_errback(self._failed)
+        self._track(future)
         self.counts.rejected += 1
+        self._keep_pace()
+
+    def _track(self, future: Any) -> None:
+        """Count one record sent through send(), and settled when its future completes."""
+        self._progress.add(1)
+        future.add_callback(self._acknowledged)
+        future.add_errback(self._failed)
+
+    def _keep_pace(self) -> None:
+        """Backpressure (kafka-python 3 has no buffer_memory bound of its own), and the stall limit:
+        a broker that acknowledges nothing for it ends the publishing here, not after the source."""
+        progress = self._progress
+        if progress.unsettled() > MAX_UNSETTLED_RECORDS:
+            if not progress.wait_below(MAX_UNSETTLED_RECORDS, self._stall_s):
+                self._give_up()
+        elif progress.stalled_for() > self._stall_s:
+            self._give_up()
 
     def _without_future(self, events: Sequence[EncodedEvent]) -> Sequence[EncodedEvent]:
         """The events the broker will take; those too far ahead of the clock are dead-lettered."""
@@ -189,8 +215,7 @@ class Publisher:
     def flush(self) -> None:
         """Wait until every record is acknowledged or has failed; raise DeliveryFailed if any failed."""
         self._flush_producer()
-        if self._writer is not None:
-            self._writer.settle()
+        self._settle_missing()
         with self._lock:
             errors, self._errors = self._errors, []
             failed, self._failed_since_flush = self._failed_since_flush, 0
@@ -200,28 +225,57 @@ class Publisher:
 
     def _flush_producer(self) -> None:
         """producer.flush() in rounds of FLUSH_ROUND_SECONDS until one completes (see there), or
-        DeliveryFailed once nothing has been acknowledged for the stall limit."""
-        mark, since = self._settled_mark(), time.monotonic()
+        DeliveryFailed (_give_up) once nothing has been acknowledged for the stall limit."""
+        if self._aborted:
+            self._give_up()
+        settled, since = self._progress.settled, time.monotonic()
         while True:
             try:
                 self._producer.flush(timeout=FLUSH_ROUND_SECONDS)
                 return
             except (KafkaTimeoutError, UnknownError):  # UnknownError: "Future not done", a split
-                now_mark = self._settled_mark()
-                if now_mark != mark:
-                    mark, since = now_mark, time.monotonic()
-                elif time.monotonic() - since > self._stall_s:
-                    raise DeliveryFailed(stalled_message(self._bootstrap, self._stall_s)) from None
+                if self._progress.settled != settled:
+                    settled, since = self._progress.settled, time.monotonic()
+                if self._progress.stalled_for() > self._stall_s or time.monotonic() - since > self._stall_s:
+                    self._give_up()
 
-    def _settled_mark(self) -> tuple[int, int]:
-        writer = self._writer
-        return (writer.settled_count() if writer is not None else 0, self.counts.failed)
+    def _settle_missing(self) -> None:
+        """After a completed producer.flush() (or an abort) every record sent must have been settled
+        (acknowledged or reported failed) by a callback; any other is reported as not delivered."""
+        missing = self._progress.settle_rest()
+        if missing:
+            self._failed_records(missing, DeliveryFailed(f"{missing} record(s) were neither acknowledged nor failed"))
+
+    def _give_up(self) -> None:
+        """The broker acknowledged nothing for the stall limit: stop the producer, which fails every
+        batch it still holds (so each record is counted acknowledged or not delivered), and raise."""
+        self._abort_producer()
+        self._settle_missing()
+        raise DeliveryFailed(stalled_message(self._bootstrap, self._stall_s, self._progress.failed,
+                                             self._progress.sent))
+
+    def _abort_producer(self) -> None:
+        """Sender.force_close(): its thread fails all incomplete batches (in flight or not) as it ends;
+        KafkaProducer.close() would first flush, which waits for the broker, forever if need be."""
+        if not self._aborted:
+            self._aborted = True
+            sender = self._producer._sender
+            sender.force_close()
+            sender.join(ABORT_WAIT_SECONDS)
 
     def close(self) -> None:
+        """Flush (unless the publisher gave up already), then close the producer without waiting
+        for a broker: after a failed flush, what is left is aborted, counted in the error raised."""
         try:
-            self.flush()
+            if not self._aborted:
+                self.flush()
         finally:
-            self._producer.close()
+            if self._producer._accumulator.has_incomplete:
+                self._abort_producer()
+            try:
+                self._producer.close(timeout=ABORT_WAIT_SECONDS)
+            except KafkaError as error:
+                log.warning("the Kafka producer did not close cleanly: %r", error)
 
     def __enter__(self) -> Publisher:
         return self
@@ -232,11 +286,15 @@ class Publisher:
     def _open_writer(self) -> _BatchWriter:
         """Needs the topic's partitions: without them (after max_block_ms) publish_batch fails at
         once, rather than after reading the rest of the source."""
-        self._writer = _BatchWriter(self._producer, self.topic, self._failed_records, self._stall_s, self._bootstrap)
+        self._writer = _BatchWriter(self._producer, self.topic, self._failed_records, self._progress)
         return self._writer
+
+    def _acknowledged(self, _metadata: Any) -> None:
+        self._progress.settle(1, acknowledged=True)
 
     def _failed(self, error: BaseException) -> None:
         self._failed_records(1, error)
+        self._progress.settle(1, acknowledged=False)
 
     def _failed_records(self, count: int, error: BaseException) -> None:
         with self._lock:
@@ -245,9 +303,22 @@ class Publisher:
             self._failed_since_flush += count
 
 
-def stalled_message(bootstrap: str, stall_s: float) -> str:
+def delivery_config(timeout_s: float) -> dict[str, int]:
+    """Producer timeouts for Settings.kafka_delivery_timeout_s: kafka-python requires
+    delivery_timeout_ms >= linger_ms + request_timeout_ms (30 s by default)."""
+    if not timeout_s >= 1:
+        raise ValueError(f"kafka_delivery_timeout_s must be at least 1 (seconds), got {timeout_s!r}")
+    delivery_ms = int(timeout_s * 1000)
+    return {"delivery_timeout_ms": delivery_ms,
+            "request_timeout_ms": min(30_000, delivery_ms - PRODUCER_TUNING["linger_ms"])}
+
+
+def stalled_message(bootstrap: str, stall_s: float, failed: int, sent: int) -> str:
+    """One line: the broker, how long it was waited for, and what was and was not delivered."""
     return (f"Kafka at {bootstrap} acknowledged no record for {stall_s:.0f} s (the broker is gone or refuses "
-            "the writes); what it acknowledged before is in the topic, the rest was not published")
+            f"the writes): {failed:,} of {sent:,} records sent were not delivered (not acknowledged: some may "
+            f"be in the topic; sent again they repeat only their event_id); the other {sent - failed:,} are in "
+            "the topic")
 
 
 def _clock_limit_ms() -> int:
@@ -338,11 +409,9 @@ class _BatchWriter:
     """
 
     def __init__(self, producer: KafkaProducer, topic: str, on_failure: Callable[[int, BaseException], None],
-                 stall_s: float = 150.0, bootstrap: str = "") -> None:
+                 progress: _Progress) -> None:
         _check_batch_internals(producer)
         self._producer = producer
-        self._stall_s = stall_s
-        self._bootstrap = bootstrap
         self._accumulator = producer._accumulator
         config = self._accumulator.config
         self._batch_size: int = config["batch_size"]
@@ -356,12 +425,12 @@ class _BatchWriter:
         self._partitions: list[TopicPartition] = []
         self._partition_of: dict[bytes, int] = {}  # key -> index into self._partitions
         self._on_failure = on_failure
-        self._progress = threading.Condition()
-        self._sent = self._settled = 0  # records written / acknowledged or failed, under _progress
+        self._progress = progress
         self._refresh_partitions()
 
     def write(self, events: Sequence[EncodedEvent]) -> None:
-        """Group by partition (order kept within each), encode, and queue the batches."""
+        """Group by partition (order kept within each), encode, and queue the batches (the caller
+        waits for the broker when too many are unsettled: Publisher._keep_pace)."""
         self._refresh_partitions()
         partition_of = self._partition_of
         groups: list[list[EncodedEvent]] = [[] for _ in self._partitions]
@@ -375,16 +444,6 @@ class _BatchWriter:
             if group:
                 self._write_partition(tp, group)
         self._producer._sender.wakeup()
-        self._wait_below(MAX_UNSETTLED_RECORDS)
-
-    def settle(self) -> None:
-        """After a completed producer.flush(): every record written must have been settled
-        (acknowledged or reported failed) by a batch callback; anything else is a bug to surface."""
-        with self._progress:
-            missing = self._sent - self._settled
-            self._sent = self._settled = 0
-        if missing:
-            self._on_failure(missing, DeliveryFailed(f"{missing} record(s) were neither acknowledged nor failed"))
 
     def _refresh_partitions(self) -> None:
         partitions = sorted(self._producer.partitions_for(self._topic))
@@ -423,34 +482,66 @@ class _BatchWriter:
         with accumulator._tp_lock(batch.topic_partition):
             if accumulator._closed:
                 raise KafkaError("the producer is closed")
+            self._progress.add(count)  # before the batch is visible to the sender, which settles it
             accumulator._batches[batch.topic_partition].append(batch)
             accumulator._incomplete.add(batch)
-        with self._progress:
-            self._sent += count
-
-    def _wait_below(self, unsettled: int) -> None:
-        """Backpressure: block while more than `unsettled` written records await the broker (at
-        most the stall limit without any record settled)."""
-        with self._progress:
-            settled, since = self._settled, time.monotonic()
-            while self._sent - self._settled > unsettled:
-                self._progress.wait(FLUSH_ROUND_SECONDS)
-                if self._settled != settled:
-                    settled, since = self._settled, time.monotonic()
-                elif time.monotonic() - since > self._stall_s:
-                    raise KafkaTimeoutError(stalled_message(self._bootstrap, self._stall_s))
-
-    def settled_count(self) -> int:
-        with self._progress:
-            return self._settled
 
     def settled(self, count: int, error: BaseException | None) -> None:
         """Sender thread: `count` records were acknowledged, or failed with `error`."""
-        with self._progress:
-            self._settled += count
-            self._progress.notify_all()
         if error is not None:
             self._on_failure(count, error)
+        self._progress.settle(count, acknowledged=error is None)
+
+
+class _Progress:
+    """Records handed to the producer and records it has settled (acknowledged or failed), with the
+    time of the last acknowledgement: none for long while records wait is how a gone broker shows.
+    Failures do not reset that clock: a producer expiring batch after batch is no progress."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self.sent = self.settled = self.failed = 0  # failed: settled, but not acknowledged
+        self._since = time.monotonic()
+
+    def add(self, count: int) -> None:
+        with self._changed:
+            if self.sent == self.settled:
+                self._since = time.monotonic()  # the stall clock starts with the first record waiting
+            self.sent += count
+
+    def settle(self, count: int, acknowledged: bool) -> None:
+        with self._changed:
+            self.settled += count
+            if acknowledged:
+                self._since = time.monotonic()
+            else:
+                self.failed += count
+            self._changed.notify_all()
+
+    def settle_rest(self) -> int:
+        """Counts every record not settled yet as settled and failed; returns how many that was."""
+        with self._changed:
+            rest, self.settled = self.sent - self.settled, self.sent
+            self.failed += rest
+            return rest
+
+    def unsettled(self) -> int:
+        return self.sent - self.settled
+
+    def stalled_for(self) -> float:
+        """Seconds without an acknowledgement while records wait for the broker (0 if none wait)."""
+        with self._changed:
+            return time.monotonic() - self._since if self.sent > self.settled else 0.0
+
+    def wait_below(self, unsettled: int, stall_s: float) -> bool:
+        """Block while more than `unsettled` records wait for the broker; False once none has been
+        acknowledged for `stall_s`."""
+        with self._changed:
+            while self.sent - self.settled > unsettled:
+                if time.monotonic() - self._since > stall_s:
+                    return False
+                self._changed.wait(FLUSH_ROUND_SECONDS)
+            return True
 
 
 class _Delivery:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from clout.connectors.file import EncodedChunk, SourceLine, SourceLines, encode_lines
-from clout.connectors.publisher import Publisher
+from clout.connectors.publisher import DeliveryFailed, Publisher
 from clout.progress import RateReporter
 from clout.schemas import InteractionEvent, InvalidEvent
 
@@ -55,17 +55,20 @@ def replay(lines: Iterable[SourceLine], publisher: Publisher, source: str, pacin
         reporter.tick()
 
     started = time.monotonic()
-    if pacing == Pacing():
-        for chunk in _chunks(lines):
-            publisher.publish_batch(chunk.events)
-            for line in chunk.rejects:
+    try:
+        if pacing == Pacing():
+            for chunk in _chunks(lines):
+                done(chunk.read)  # before publishing: a DeliveryFailed below names the lines read
+                publisher.publish_batch(chunk.events)
+                for line in chunk.rejects:
+                    _publish_line(line, publisher, source)
+        else:
+            for line in _paced(lines, pacing):
+                done(1)
                 _publish_line(line, publisher, source)
-            done(chunk.read)
-    else:
-        for line in _paced(lines, pacing):
-            _publish_line(line, publisher, source)
-            done(1)
-    publisher.flush()
+        publisher.flush()
+    except DeliveryFailed as error:  # say how far the source got: the rest of it was not even sent
+        raise DeliveryFailed(f"{error}; {read:,} lines of {source} were read") from None
     reporter.summary()
     return ReplaySummary(read, publisher.counts.published, publisher.counts.rejected,
                          round(time.monotonic() - started, 3))

@@ -24,9 +24,17 @@ from clout.settings import Settings
 WRITER_COMMANDS = ("get", "mget", "set", "exists", "expire", "del", "unlink", "rename", "copy", "hset", "hget",
                    "hgetall", "hdel", "hkeys", "zadd", "zrem", "zrange", "zrevrange", "zcard", "zscore", "sadd",
                    "smembers", "xadd", "xtrim", "evalsha", "eval", "script|load", "script|exists", "multi", "exec",
-                   "discard", "ping", "client|setname", "time")
+                   "discard", "ping", "client|setname", "time",
+                   # sent only when a window has flags (store/flags.py) and on a restart (pipelines/recovery.py)
+                   "smismember", "hexists")
 READER_COMMANDS = ("get", "mget", "hget", "hmget", "hgetall", "zrevrange", "zrange", "zscore", "zmscore", "zrevrank",
                    "zcard", "exists", "ttl", "multi", "exec", "discard", "ping", "client|setname")
+# A flag subscriber (clout/serving/subscriber.py): the reader's commands, plus its consumer-group
+# commands on the flag stream's key alone, in an ACL selector (Redis >= 7.0): XACK, XAUTOCLAIM and
+# XGROUP CREATE need write access to the key, and XREADGROUP, though it moves the group's state, only
+# read access (its key spec is RO), so without the selector it would reach any `clout:*` stream.
+# The user still cannot XADD, XTRIM, DEL or destroy the group, nor write any other key.
+FLAG_SUBSCRIBER_COMMANDS = ("xreadgroup", "xack", "xautoclaim", "xgroup|create")
 
 
 @dataclass(frozen=True)
@@ -156,6 +164,15 @@ def writer_rules(prefix: str) -> str:
 
 def reader_rules(prefix: str) -> str:
     return f"resetkeys %R~{prefix}:* resetchannels -@all " + " ".join(f"+{c}" for c in READER_COMMANDS)
+
+
+def flag_subscriber_rules(prefix: str) -> str:
+    """Read-only on `<prefix>:*` like the reader, plus a selector: FLAG_SUBSCRIBER_COMMANDS on the
+    flag stream only."""
+    from clout.store.layout import KeyLayout
+
+    stream = KeyLayout(prefix).flag_stream()
+    return f"{reader_rules(prefix)} (~{stream} " + " ".join(f"+{c}" for c in FLAG_SUBSCRIBER_COMMANDS) + ")"
 
 
 def wait_for_port(server: Server, port: int, timeout: float = 90.0) -> None:

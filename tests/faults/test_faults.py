@@ -66,6 +66,12 @@ def test_slow_lossy_link_to_the_broker(stack: FaultStack, data: tuple[Path, int]
     run(trials.lossy_link, stack, data, seed=6)
 
 
+def test_broker_gone_for_good_during_ingest_ends_in_a_clear_error(stack: FaultStack, data: tuple[Path, int]) -> None:
+    """Was a hang (README "Failure behaviour"): paced and unpaced `clout ingest` give up after the
+    stall limit (here 10 + 30 s) with exit 2 and one line; what they say was delivered is in the topic."""
+    run(trials.ingest_broker_gone, stack, data, seed=7, delivery_timeout_s=10)
+
+
 def test_a_pipeline_with_scripts_survives_a_redis_restart_while_in_flight(stack: FaultStack) -> None:
     """Regression: a write in flight when Redis was killed was retried on the restarted Redis, whose
     script cache is empty: NoScriptError failed the bundle, and the job."""

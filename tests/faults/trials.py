@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import redis
 from harness import (
+    HIGGS,
     IDLE_S,
     FaultStack,
     Run,
@@ -32,6 +34,7 @@ from harness import (
     wait_lag_zero,
 )
 
+from clout.connectors.publisher import STALL_MARGIN_SECONDS
 from clout.settings import Settings
 
 RUN_TIMEOUT_S = 600
@@ -377,43 +380,87 @@ def lossy_link(stack: FaultStack, data: Path, rng: random.Random, windows: int) 
         proxy.stop()
 
 
-def ingest_broker_gone(stack: FaultStack, data: Path, rng: random.Random, windows: int) -> Outcome:
-    """SIGKILL the broker during `clout ingest file` for good: the connector retries, then fails with
-    a clear error; what the broker acknowledged before is in the topic once. The broker is started
-    again afterwards for the next trial."""
+def ingest_broker_gone(stack: FaultStack, data: Path, rng: random.Random, windows: int,
+                       delivery_timeout_s: float | None = None) -> Outcome:
+    """SIGKILL the broker for good while two `clout ingest file` publish: the paced one (records one
+    by one through KafkaProducer.send) on the slice, the unpaced one (whole batches, the fast path)
+    on the whole Higgs file. Each retries for the stall limit (kafka_delivery_timeout_s + 30 s), then
+    exits 2 with one line naming the broker and how many records were not delivered; the records it
+    says are in the topic are, each published once. The broker is started again for the next trial."""
     fault = "broker gone for good during clout ingest"
     trial = Trial.prepare(stack, data, publish=False)
     try:
         from clout.connectors.topics import create_topics
 
-        create_topics(trial.settings)
-        ingest = start_ingest(trial.settings, data, rate=2_000)
-        trial.processes.append(ingest)
-        wait_for(lambda: sum(end_offsets(trial.settings).values()) > 0, RUN_TIMEOUT_S, "the connector to publish",
-                 alive=lambda: ingest.poll() is None)  # past its start: the broker goes while it publishes
-        time.sleep(rng.uniform(0.2, 1.0))
+        paced, fast = trial.settings, stack.trial_settings()
+        for settings in (paced, fast):
+            create_topics(settings)
+        extra = {} if delivery_timeout_s is None else {"CLOUT_KAFKA_DELIVERY_TIMEOUT_S": str(delivery_timeout_s)}
+        ingests = {"paced": start_ingest(paced, data, rate=INGEST_RATE, **extra),
+                   "unpaced": start_ingest(fast, HIGGS, rate=None, **extra)}
+        trial.processes.extend(ingests.values())
+        wait_for(lambda: all(sum(end_offsets(s).values()) > 0 for s in (paced, fast)), RUN_TIMEOUT_S,
+                 "both connectors to publish", alive=lambda: all(p.poll() is None for p in ingests.values()))
+        time.sleep(rng.uniform(0.2, 1.0))  # past their start: the broker goes while they publish
         stack.broker.kill()
         killed = time.monotonic()
+        outputs, took = {}, {}
         try:
-            output, _ = ingest.communicate(timeout=RUN_TIMEOUT_S)
+            for name, ingest in ingests.items():
+                outputs[name], _ = ingest.communicate(timeout=RUN_TIMEOUT_S)
+                took[name] = time.monotonic() - killed
         finally:
             stack.broker.start()
-        took = time.monotonic() - killed
-        last = output.strip().splitlines()[-1] if output.strip() else ""
-        problems = []
-        if ingest.returncode != 2 or not last.startswith("clout: error:"):
-            problems.append(f"expected exit 2 with 'clout: error: ...', got {ingest.returncode}: {output[-1500:]}")
-        problems += exactly_once(trial.settings, data, complete=False)
-        return Outcome(fault, not problems, 0, None, problems, [f"failed after {took:.0f} s: {last[:160]}"])
+        problems, notes = [], []
+        limit_s = (delivery_timeout_s or Settings().kafka_delivery_timeout_s) + STALL_MARGIN_SECONDS
+        for (name, ingest), settings in zip(ingests.items(), (paced, fast), strict=True):
+            if took[name] > limit_s + GIVE_UP_SLACK_S:
+                problems.append(f"{name}: exited {took[name]:.0f} s after the broker went; limit {limit_s:.0f} s")
+            output = outputs[name]
+            last = output.strip().splitlines()[-1] if output.strip() else ""
+            if ingest.returncode != 2 or not last.startswith("clout: error:"):
+                problems.append(f"{name}: expected exit 2 with 'clout: error: ...', got {ingest.returncode}: "
+                                f"{output[-1500:]}")
+                continue
+            problems += [f"{name}: {problem}" for problem in delivered_as_said(settings, last)]
+            notes.append(f"{name} failed after {took[name]:.0f} s: {last[:400]}")
+        problems += exactly_once(paced, data, complete=False)
+        return Outcome(fault, not problems, 0, None, problems, notes)
     finally:
         trial.close()
 
 
-def start_ingest(settings: Settings, data: Path, rate: float) -> subprocess.Popen:
-    command = [sys.executable, "-m", "clout.cli", "ingest", "file", str(data), "--format", "snap-higgs",
-               "--rate", str(rate)]
-    return subprocess.Popen(command, env=run_env(settings), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+# Beyond the stall limit, from the kill: the last acknowledgement's lead, a check's round (1 s),
+# the producer's abort (at most 10 s) and the exit.
+GIVE_UP_SLACK_S = 15
+
+
+def delivered_as_said(settings: Settings, error: str) -> list[str]:
+    """The error names the broker and says how many of the records sent were not delivered; the
+    others must all be in the topic, and nothing beyond what was sent, each event_id with one content."""
+    found = re.search(r"acknowledged no record for \d+ s .*: ([\d,]+) of ([\d,]+) records sent were not "
+                      r"delivered .* the other ([\d,]+) are in the topic", error)
+    if settings.kafka_bootstrap not in error or found is None:
+        return [f"the error does not name the broker and what was not delivered: {error[:400]}"]
+    failed, sent, acknowledged = (int(group.replace(",", "")) for group in found.groups())
+    published = topic_events(settings)
+    distinct = len(published.events)
+    problems = [] if failed + acknowledged == sent else [f"{failed} + {acknowledged} is not {sent}"]
+    if distinct < acknowledged:
+        problems.append(f"{acknowledged} records said to be in the topic, {distinct} are")
+    if distinct > sent:
+        problems.append(f"{distinct} distinct records in the topic, only {sent} sent")
+    if published.conflicting:
+        problems.append(f"{published.conflicting} records published twice with one event_id and other content")
+    return problems
+
+
+def start_ingest(settings: Settings, data: Path, rate: float | None, **env: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "clout.cli", "ingest", "file", str(data), "--format", "snap-higgs"]
+    if rate is not None:
+        command += ["--rate", str(rate)]
+    return subprocess.Popen(command, env={**run_env(settings), **env}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
 def exactly_once(settings: Settings, data: Path, complete: bool = True) -> list[str]:

@@ -58,12 +58,14 @@ class SecuredStack:
 def secured_stack(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredStack]:
     folder = tmp_path_factory.mktemp("secured")
     certs = secured.make_certificates(folder / "tls")
-    passwords = {name: secrets.token_urlsafe(18) for name in ("admin", "clout", "clout-writer", "clout-reader")}
+    passwords = {name: secrets.token_urlsafe(18) for name in ("admin", "clout", "clout-writer", "clout-reader",
+                                                                  "clout-flags")}
     kafka = secured.start_kafka(stack_settings, folder / "kafka", KAFKA_PORT, CONTROLLER_PORT, certs,
                                 {"admin": passwords["admin"], "clout": passwords["clout"]})
     store = secured.start_redis(folder / "redis", REDIS_PORT, certs, {
         "clout-writer": (passwords["clout-writer"], secured.writer_rules("clout")),
         "clout-reader": (passwords["clout-reader"], secured.reader_rules("clout")),
+        "clout-flags": (passwords["clout-flags"], secured.flag_subscriber_rules("clout")),
     })
     try:
         secured.wait_for_port(store, REDIS_PORT)

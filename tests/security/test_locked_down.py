@@ -7,14 +7,18 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
+import orjson
 import pytest
 import redis
 
 from clout.serving.client import CloutClient
+from clout.serving.subscriber import FlagSubscriber
 from clout.settings import Secret
 from clout.store.client import RedisTarget
+from clout.store.layout import KeyLayout
 
 pytestmark = pytest.mark.servers
 LINES = b"".join(b"%d %d %d RT\n" % (i % 17, 100 + i % 5, 1_341_100_972 + i * 7) for i in range(600))
@@ -55,6 +59,8 @@ def test_writer_and_reader_have_least_privilege(secured_stack) -> None:
         writer.set("clout:v1:acl-probe", "1")
         writer.hset("clout:v1:win:{1-2}:meta", "users", 1)
         assert reader.get("clout:v1:acl-probe") == b"1"
+        assert writer.smismember("clout:v1:acl-set", ["a"]) == [0]  # commands the pipeline sends on occasion only
+        assert writer.hexists("clout:v1:win:{1-2}:meta", "users")
         for denied in (lambda: reader.set("clout:v1:acl-probe", "2"), lambda: reader.delete("clout:v1:acl-probe"),
                        lambda: reader.hset("clout:v1:win:{1-2}:meta", "users", 2),
                        lambda: reader.get("other:key"), lambda: writer.set("other:key", "x"),
@@ -68,6 +74,44 @@ def test_writer_and_reader_have_least_privilege(secured_stack) -> None:
         writer.delete("clout:v1:acl-probe", "clout:v1:win:{1-2}:meta")
         writer.close()
         reader.close()
+
+
+def test_flag_subscriber_user_reads_flags_and_writes_nothing_else(secured_stack) -> None:
+    """`clout-flags` (secured.flag_subscriber_rules): a consumer group on the flag stream, read access
+    to the rest of `clout:*`, and no other write: not the stream's entries, not another key."""
+    layout = KeyLayout("clout")
+    stream, group = layout.flag_stream(), f"acl-{uuid.uuid4().hex[:8]}"
+    writer = RedisTarget.from_settings(secured_stack.settings()).connect()
+    subscriber = FlagSubscriber.from_settings(secured_stack.settings("clout-flags"), group, "c1", start="$")
+    flags = subscriber.redis
+    try:
+        writer.set("clout:v1:acl-probe", "1")
+        assert subscriber.ensure_group() is True and subscriber.ensure_group() is False
+        flag = {"user": "u1", "window": "1000-4600", "detector": "burst", "score": 0.9, "reasons": ["u1 burst"],
+                "evidence": {"engagers": 10.0}, "group": None}
+        writer.xadd(stream, {"flag": orjson.dumps(flag)}, maxlen=10_000, approximate=True)  # as the pipeline does
+        messages = subscriber.read(block_ms=2000)
+        assert [(m.flag.user, m.flag.detector) for m in messages] == [("u1", "burst")]
+        assert subscriber.ack(*messages) == 1
+        assert subscriber.claim_stale(min_idle_ms=0) == []
+        assert flags.get("clout:v1:acl-probe") == "1"
+        other_stream = layout.root + ":not-the-flag-stream"
+        for denied in (lambda: flags.xadd(stream, {"flag": "{}"}), lambda: flags.xtrim(stream, maxlen=0),
+                       lambda: flags.delete(stream), lambda: flags.xgroup_destroy(stream, group),
+                       lambda: flags.xgroup_setid(stream, group, "0"),
+                       lambda: flags.xgroup_create(other_stream, group, mkstream=True),
+                       lambda: flags.xreadgroup(group, "c1", {other_stream: ">"}),
+                       lambda: flags.set("clout:v1:acl-probe", "2"), lambda: flags.delete("clout:v1:acl-probe"),
+                       lambda: flags.hset("clout:v1:win:{1-2}:meta", "users", 2),
+                       lambda: flags.get("other:key"), lambda: flags.set("other:key", "x"),
+                       lambda: flags.keys("*"), lambda: flags.flushall()):
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                denied()
+        assert flags.get("clout:v1:acl-probe") == "1" and not writer.exists(other_stream)
+    finally:
+        writer.delete("clout:v1:acl-probe")
+        writer.close()
+        subscriber.close()
 
 
 def test_full_run_authenticates_everywhere_and_prints_no_secret(secured_stack, tmp_path: Path) -> None:
