@@ -199,8 +199,14 @@ class KafkaPartitionReader(UnboundedReader):
         return True
 
     def advance(self, timeout_ms: int = 0) -> bool:
-        if not self._connect() or self.gate.holds(self.max_event_ts):
+        if not self._connect():
             self.current = None
+            return False
+        if self.gate.holds(self.max_event_ts):
+            # Waiting, not at its end: an idle clock left running would move the watermark to the wall
+            # clock and close windows whose events are still to be read.
+            self.current = None
+            self.idle_since = None
             return False
         try:
             polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=self.config.max_batch).get(self.tp, [])

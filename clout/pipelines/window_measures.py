@@ -36,11 +36,15 @@ from clout.anomalies.lockstep import WindowGroups, find_groups
 from clout.influence.scores import InfluenceConfig, InfluenceTable, window_influence
 from clout.model.columns import EventColumns, canonical, concat
 from clout.model.windows import WindowPolicy, window_id
-from clout.pipelines.sink import CLOSE_GRACE_MS
 from clout.pipelines.slices import Chunk, ChunkId, to_windows
 from clout.pipelines.state_cache import Receipts, cache_for, digest
 
 _PANE = "pane"  # a pane record in the bag: (_PANE, final)
+# How long (event time) a window's chunks and panes outlive its final pane. Prism's watermark can run
+# ahead of chunks still on their way: by over an hour of event time when a replay runs thousands of
+# times faster than real time (the lossy-link fault trial), and a chunk that finds its window closed is
+# lost to it. A day of a window's chunks costs little (they are columns, a few MB for the Higgs day).
+WINDOW_GRACE_MS = 24 * 3_600_000
 
 
 class MeasuredPane(NamedTuple):
@@ -99,7 +103,7 @@ class MeasureWindow(beam.DoFn):
     CLOSED = ReadModifyWriteStateSpec("closed", VarIntCoder())
 
     def __init__(self, policy: WindowPolicy, measures: Measures, memory_ms: int, single_worker: bool = False,
-                 grace_ms: int = CLOSE_GRACE_MS) -> None:
+                 grace_ms: int = WINDOW_GRACE_MS) -> None:
         self.policy = policy
         self.measures = measures
         self.memory_ms = memory_ms

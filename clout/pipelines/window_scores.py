@@ -42,7 +42,7 @@ from clout.pipelines.sink import CLOSE_GRACE_MS
 from clout.pipelines.slices import SliceChunks
 from clout.pipelines.state_cache import Receipts, cache_for, digest
 from clout.pipelines.window_graph import AccountShardPanes, PaneResult
-from clout.pipelines.window_measures import EarlierGroups, MeasuredPane, Measures, MeasureWindows
+from clout.pipelines.window_measures import WINDOW_GRACE_MS, EarlierGroups, MeasuredPane, Measures, MeasureWindows
 from clout.store.window_results import ResultsConfig, ScoredPane, WindowResults
 
 Message = MeasuredPane | PaneResult | EarlierGroups
@@ -91,7 +91,7 @@ class ScoreWindow(beam.DoFn):
 
     def __init__(self, config: ResultsConfig, shards: int, horizon_ms: int | None,
                  results_factory: Callable[[ResultsConfig], WindowResults] = WindowResults,
-                 grace_ms: int = CLOSE_GRACE_MS, single_worker: bool = False) -> None:
+                 grace_ms: int = WINDOW_GRACE_MS, single_worker: bool = False) -> None:
         self.config = config
         self.policy = config.policy
         self.shards = shards
@@ -135,8 +135,8 @@ class ScoreWindow(beam.DoFn):
                 due.set(Timestamp(micros=(key + self.policy.size_ms + 1) * 1000))
             elif not memo.written[0]:  # came after the on-time pane: the final pane takes it in
                 due.set(Timestamp(micros=(self._final_at(key) + 1) * 1000))
-        # After the final pane, the close catches up.
-        gc.set(Timestamp(micros=(self._final_at(key) + 2 * self.grace_ms) * 1000))
+        # After the window's measuring key has closed (and sent its last pane), the close catches up.
+        gc.set(Timestamp(micros=(self._final_at(key) + self.grace_ms + CLOSE_GRACE_MS) * 1000))
         return iter(())
 
     @on_timer(DUE)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from typing import NamedTuple
 
 import pytest
 import redis
+from apache_beam.utils.timestamp import Timestamp
 
 from clout.pipelines.dedup import RecentIds
 from clout.pipelines.source import KafkaPartitionReader, ReadAhead, SourceConfig, _ReadAheadGate
@@ -104,3 +106,20 @@ def test_a_read_ahead_too_short_to_finish_a_window_is_refused() -> None:
     with pytest.raises(ValueError, match="--read-ahead 3600s must be 0 or more than"):
         RunConfig(read_ahead_s=3600)
     assert RunConfig(read_ahead_s=0).read_ahead_s == 0
+
+
+def test_a_reader_waiting_on_its_read_ahead_is_not_idle(settings: Settings, redis_client: redis.Redis) -> None:
+    """An idle clock left running while a reader waits would move its watermark to the wall clock and
+    close windows whose events are still to be read (seen in the broker fault trials)."""
+    ahead = ReadAhead(RedisTarget.from_settings(settings), KeyLayout(settings.key_prefix).progress("g"), HOUR)
+    config = SourceConfig(client=settings.kafka_client_config(), topic=settings.topic, group="g",
+                          start_offsets={0: 0}, read_ahead=ahead)
+    waiting = KafkaPartitionReader(config, 0, 0)
+    waiting.max_event_ts, waiting.idle_since = 10 * HOUR, time.monotonic() - 60  # idle before it waited
+    waiting.gate.read(0)
+    try:
+        assert not waiting.advance()
+        assert waiting.idle_since is None
+        assert waiting.get_watermark() == Timestamp(micros=(10 * HOUR - 30_000) * 1000)
+    finally:
+        waiting.close()
