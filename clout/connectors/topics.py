@@ -1,11 +1,22 @@
-"""Topic administration: the interactions topic and its dead-letter topic."""
+"""Topic administration (the interactions topic, its dead-letter topic, the flags topic), and the
+pipeline's producers."""
 
 from __future__ import annotations
 
+import logging
+import time
+from typing import Any
+
+from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from clout.settings import Settings
+
+log = logging.getLogger(__name__)
+# How long a pipeline step waits for the broker to come back before its producer gives up (the job
+# fails, and a restart resumes from its last checkpoint).
+PRODUCER_WAIT_S = 600.0
 
 
 def create_topics(settings: Settings, partitions: int | None = None) -> dict[str, str]:
@@ -54,3 +65,21 @@ def require_topics(settings: Settings) -> None:
         raise MissingTopic(f"topic {' and '.join(repr(m) for m in missing)} does not exist on "
                            f"{settings.kafka_bootstrap}; create it with `clout topics create` "
                            "(`clout stack up` does so for the local stack)")
+
+
+def connect_producer(client: dict[str, Any], wait_s: float = PRODUCER_WAIT_S, **config: Any) -> KafkaProducer:
+    """A producer for a pipeline step, retried while the broker cannot be reached.
+
+    A runner sets a step up whenever it needs another instance, which can be while the broker is
+    away (tests/faults: broker SIGKILL); a bootstrap that failed then failed the job, though the
+    source holds its place and waits. So the step waits too, up to `wait_s`."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return KafkaProducer(**client, **config)
+        except KafkaError as error:
+            if time.monotonic() >= deadline:
+                raise KafkaError(f"no Kafka broker answered at {client.get('bootstrap_servers')} for "
+                                 f"{wait_s:.0f} s: {error!r}") from error
+            log.warning("Kafka unreachable for a producer, retrying: %r", error)
+            time.sleep(1.0)

@@ -7,8 +7,8 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.io.unbounded_source import ReadFromUnboundedSource
 from apache_beam.metrics import Metrics
-from kafka import KafkaProducer
 
+from clout.connectors.topics import connect_producer
 from clout.pipelines.decode import DEAD_LETTERS, DeadLetter, DecodeBatch
 from clout.pipelines.dedup import DropRepeats
 from clout.pipelines.source import KafkaSource, SourceConfig
@@ -23,7 +23,7 @@ class WriteDeadLetters(beam.DoFn):
         self.written = Metrics.counter("clout.dlq", "dead_letters")
 
     def setup(self) -> None:
-        self.producer = KafkaProducer(**self.client, acks="all", linger_ms=50)
+        self.producer = connect_producer(self.client, acks="all", linger_ms=50)
 
     def process(self, letter: DeadLetter) -> None:
         headers = [("reason", letter.reason.encode()), ("detail", letter.detail.encode()[:1024]),

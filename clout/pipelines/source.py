@@ -8,10 +8,18 @@ bundle or the one before: a runner may move the watermark on before the next sta
 a bundle's output (Prism does), and those events must not turn late on the way.
 
 Watermark per partition: the highest event time seen minus a bounded out-of-orderness. A partition
-that has been idle (at its end) for `idle_after_s` stops holding the watermark back: it follows the
-wall clock minus the same bound, which is what a live stream's event time does. With
-`stop_when_idle_s`, a partition that has sat at its end that long reports the final watermark and
-finishes, so replays and backfills end by themselves.
+that has been idle (at its end) for `idle_after_s` stops holding the watermark back: its event time
+goes on at the pace of the wall clock from where its events stopped (never past the wall clock minus
+the same bound), which is what a live stream's event time does. It does not jump to the wall clock: a
+replay runs thousands of times faster than real time, and a connector that pauses (a broker restart)
+would otherwise close every window whose events it has still to publish. A partition that has read
+nothing follows the wall clock, but only once another partition has news (while the whole topic is
+empty there is nothing to hold back). Lateness is judged against the highest watermark the reader
+reported, so a record is either counted in a window still open or dead-lettered as late, never
+dropped in between. With `stop_when_idle_s`, a partition that has sat at its end that long reports
+the final watermark and finishes, so replays and backfills end by themselves. What a reader has seen
+(newest event, watermark reported) travels in its checkpoint mark, so a reader rebuilt elsewhere
+judges lateness as the one before it.
 
 A broker that does not answer is not an idle partition: "at its end" is confirmed with the broker
 (at most once a second) before idle time counts, and a reader that cannot reach the broker emits
@@ -107,15 +115,25 @@ class SourceConfig:
     read_ahead: ReadAhead | None = None
 
 
+class Seen(NamedTuple):
+    """What a reader has seen that decides lateness: the newest event time, and the highest watermark
+    it reported (ms; None before the first)."""
+
+    max_event_ts: int | None
+    watermark_ms: int | None
+
+
 class PartitionMark(CheckpointMark):
     """Resume position of one partition. Finalizing commits it to the consumer group (absolute, so a
     repeated or out-of-order commit is harmless), which is how lag shows up in Kafka's tools."""
 
-    def __init__(self, config: SourceConfig, partition: int, next_offset: int, unsealed: tuple[int, ...] = ()) -> None:
+    def __init__(self, config: SourceConfig, partition: int, next_offset: int, unsealed: tuple[int, ...] = (),
+                 seen: Seen | None = None) -> None:
         self.config = config
         self.partition = partition
         self.next_offset = next_offset
         self.unsealed = unsealed  # the read-ahead gate's batches read and not yet sealed, for the next reader
+        self.seen = seen  # what the reader had seen, so the next one judges lateness the same way
 
     def finalize_checkpoint(self) -> None:
         """A commit that fails (the broker away) is skipped: commits are absolute, and the next
@@ -142,7 +160,9 @@ class KafkaSource(UnboundedSource):
         if checkpoint_mark is None:
             return KafkaPartitionReader(self.config, self.partition, self.config.start_offsets[self.partition])
         reader = KafkaPartitionReader(self.config, self.partition, checkpoint_mark.next_offset)
-        reader.gate.unsealed = list(getattr(checkpoint_mark, "unsealed", ()))
+        reader.gate.unsealed = list(checkpoint_mark.unsealed)
+        if checkpoint_mark.seen is not None:
+            reader.max_event_ts, reader.watermark_ms = checkpoint_mark.seen
         return reader
 
     def get_checkpoint_mark_coder(self) -> Coder:
@@ -160,11 +180,13 @@ class KafkaPartitionReader(UnboundedReader):
         self.tp = TopicPartition(config.topic, partition)
         self.next_offset = offset
         self.max_event_ts: int | None = None
+        self.watermark_ms: int | None = None  # the highest watermark reported: nothing behind it is on time
         self.current: RecordBatch | None = None
         self.current_min_ts = 0
         self.bundle_min_ts: int | None = None
         self.previous_bundle_min_ts: int | None = None
         self.idle_since: float | None = None
+        self.news_since: float | None = None  # monotonic time another partition was first seen to have records
         self.finished = False
         self.consumer: KafkaConsumer | None = None
         self.end_confirmed_at: float | None = None  # monotonic time the broker last said we are at the end
@@ -243,23 +265,43 @@ class KafkaPartitionReader(UnboundedReader):
     def get_watermark(self) -> Timestamp:
         if self.finished:
             return MAX_TIMESTAMP
-        bound = self.config.out_of_orderness_ms
-        if self.idle_since is not None and time.monotonic() - self.idle_since >= self.config.idle_after_s:
-            wall = int(time.time() * 1000) - bound
-            seen = (self.max_event_ts or 0) - bound
-            return Timestamp(micros=max(wall, seen) * 1000)
-        if self.max_event_ts is None:
+        watermark = self._idle_watermark_ms() if self._idle() else self._reading_watermark_ms()
+        if watermark is None:
             return MIN_TIMESTAMP
-        watermark = self.max_event_ts - bound
+        if self.watermark_ms is None or watermark > self.watermark_ms:
+            self.watermark_ms = watermark
+        return Timestamp(micros=watermark * 1000)
+
+    def _idle(self) -> bool:
+        return self.idle_since is not None and time.monotonic() - self.idle_since >= self.config.idle_after_s
+
+    def _reading_watermark_ms(self) -> int | None:
+        if self.max_event_ts is None:
+            return None
+        watermark = self.max_event_ts - self.config.out_of_orderness_ms
         held = [t for t in (self.bundle_min_ts, self.previous_bundle_min_ts) if t is not None]
         if held:  # batches of this bundle and the one before may not have reached the next stage yet
             watermark = min(watermark, *held)
-        return Timestamp(micros=watermark * 1000)
+        return watermark
+
+    def _idle_watermark_ms(self) -> int | None:
+        """Event time goes on at the wall clock's pace from where the partition's events stopped, up to
+        the wall clock: a live stream's idle partition soon follows the wall clock, while a paused
+        replay's moves seconds of its event time, not years."""
+        bound = self.config.out_of_orderness_ms
+        wall = int(time.time() * 1000) - bound
+        if self.max_event_ts is None:
+            news = self.news_since is not None and time.monotonic() - self.news_since >= self.config.idle_after_s
+            return wall if news else None
+        stopped = self.max_event_ts - bound
+        idle_ms = int((time.monotonic() - self.idle_since) * 1000)
+        return max(stopped, min(wall, stopped + idle_ms))
 
     def get_checkpoint_mark(self) -> PartitionMark:
         """Called at each bundle boundary: the watermark hold moves on by one bundle."""
         self.previous_bundle_min_ts, self.bundle_min_ts = self.bundle_min_ts, None
-        return PartitionMark(self.config, self.tp.partition, self.next_offset, tuple(self.gate.unsealed))
+        return PartitionMark(self.config, self.tp.partition, self.next_offset, tuple(self.gate.unsealed),
+                             Seen(self.max_event_ts, self.watermark_ms))
 
     def close(self) -> None:
         if self.consumer is not None:
@@ -270,11 +312,16 @@ class KafkaPartitionReader(UnboundedReader):
             self.gate.client = None
 
     def _raw(self, record: Any) -> RawRecord:
-        """Lateness is decided here, in partition order, so a replay decides it the same way."""
+        """Lateness is decided here, in partition order, so a replay decides it the same way: behind the
+        newest event less the out-of-orderness, or behind a watermark reported while the partition
+        was idle, by more than the allowed lateness."""
         ts = record.timestamp
         late_by = 0
+        behind = [w for w in (self.watermark_ms,) if w is not None]
         if self.max_event_ts is not None:
-            late_by = max(0, self.max_event_ts - self.config.out_of_orderness_ms - self.config.lateness_ms - ts)
+            behind.append(self.max_event_ts - self.config.out_of_orderness_ms)
+        if behind:
+            late_by = max(0, max(behind) - self.config.lateness_ms - ts)
         if self.max_event_ts is None or ts > self.max_event_ts:
             self.max_event_ts = ts
         return RawRecord(record.offset, ts, record.value, late_by)
@@ -310,7 +357,19 @@ class KafkaPartitionReader(UnboundedReader):
         except KafkaError:
             return None
         self.end_confirmed_at = now
+        if self.max_event_ts is None and self.news_since is None and self._others_have_news():
+            self.news_since = now
         return self.next_offset >= end
+
+    def _others_have_news(self) -> bool:
+        """Whether another partition got records since the run started: only then may a partition that
+        has read nothing stop holding the watermark back (there is nothing to hold back before)."""
+        others = [TopicPartition(self.tp.topic, p) for p in self.config.start_offsets if p != self.tp.partition]
+        try:
+            ends = self.consumer.end_offsets(others, timeout_ms=CONFIRM_END_TIMEOUT_MS) if others else {}
+        except KafkaError:
+            return False
+        return any(ends[tp] > self.config.start_offsets[tp.partition] for tp in others)
 
     def _unreachable(self) -> None:
         """No answer from the broker: not idle, so the watermark holds and the run does not finish."""

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import orjson
-from kafka import KafkaProducer
 
 from clout.anomalies.config import Thresholds
 from clout.anomalies.detect import Findings
+from clout.connectors.topics import connect_producer
 from clout.influence.scores import (
     InfluenceConfig,
     InfluenceTable,
@@ -122,7 +122,7 @@ class WindowResults:
         self.config = config
         self.client = config.redis.connect()
         self._users_script = script(self.client, _USERS_SCRIPT)
-        producer = KafkaProducer(**config.kafka, acks="all", linger_ms=20) if config.kafka is not None else None
+        producer = connect_producer(config.kafka, acks="all", linger_ms=20) if config.kafka is not None else None
         self.flag_writer = FlagWriter(self.client, config.layout, config.retention_s, producer, config.flags_topic)
 
     def write(self, pane: ScoredPane) -> dict[str, int]:

@@ -123,3 +123,51 @@ def test_a_reader_waiting_on_its_read_ahead_is_not_idle(settings: Settings, redi
         assert waiting.get_watermark() == Timestamp(micros=(10 * HOUR - 30_000) * 1000)
     finally:
         waiting.close()
+
+
+def test_an_idle_partition_moves_on_at_the_wall_clocks_pace_not_to_the_wall_clock() -> None:
+    """Regression (tests/faults, broker SIGKILL beside a live connector): a replay's partitions sat at
+    their end while the connector waited for the restarted broker; their watermark jumped to the wall
+    clock, years past the replay, and the windows still to be published were closed under them."""
+    r = reader()
+    base = 1_340_000_000_000  # a replay: event time in 2012
+    r._raw(Record(0, base, b"", []))
+    r.idle_since = time.monotonic() - 60
+    watermark = r.get_watermark().micros // 1000
+    assert base - 30_000 + 60_000 <= watermark < base - 30_000 + 62_000
+    assert r._raw(Record(1, watermark - 600_000, b"", [])).late_by_ms == 0  # still within the lateness
+    assert r._raw(Record(2, watermark - 600_001, b"", [])).late_by_ms == 1  # late, not dropped later
+
+
+def test_a_live_idle_partition_follows_the_wall_clock_and_never_passes_it() -> None:
+    r = reader()
+    now = int(time.time() * 1000)
+    r._raw(Record(0, now - 5_000, b"", []))
+    r.idle_since = time.monotonic() - 3_600
+    assert abs(r.get_watermark().micros // 1000 - (now - 30_000)) < 2_000
+
+
+def test_a_partition_that_read_nothing_holds_back_nothing_only_once_another_has_news() -> None:
+    from apache_beam.utils.timestamp import MIN_TIMESTAMP
+
+    r = reader()
+    r.idle_since = time.monotonic() - 60
+    assert r.get_watermark() == MIN_TIMESTAMP  # the whole topic empty: nothing to hold back yet
+    r.news_since = time.monotonic()
+    assert r.get_watermark() == MIN_TIMESTAMP  # news just now: the other partition's events are on their way
+    r.news_since = time.monotonic() - 60
+    assert abs(r.get_watermark().micros // 1000 - (int(time.time() * 1000) - 30_000)) < 2_000
+
+
+def test_a_reader_rebuilt_from_its_checkpoint_judges_lateness_as_the_one_before() -> None:
+    from clout.pipelines.source import KafkaSource
+
+    r = reader()
+    base = 1_340_000_000_000
+    r._raw(Record(0, base, b"", []))
+    r.idle_since = time.monotonic() - 3_600
+    reported = r.get_watermark()
+    mark = r.get_checkpoint_mark()
+    rebuilt = KafkaSource(r.config, 0).create_reader(None, mark)
+    assert rebuilt.max_event_ts == base and rebuilt.watermark_ms == reported.micros // 1000
+    assert rebuilt._raw(Record(1, base, b"", [])).late_by_ms > 0
