@@ -8,6 +8,7 @@ running state (data, logs, pid files) goes into the settings' ``state_dir``. ``u
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -40,7 +41,7 @@ def kafka_libs(settings: Settings) -> Path:
 
 
 def prism_binary(settings: Settings) -> Path:
-    return settings.cache_dir / "bin" / f"prism-{BEAM_VERSION}"
+    return settings.cache_dir / "bin" / f"prism-{BEAM_VERSION}-clout{PRISM_PATCH_LEVEL}"
 
 
 def install_kafka(settings: Settings) -> Path:
@@ -58,19 +59,51 @@ def install_kafka(settings: Settings) -> Path:
     return libs
 
 
+# Prism 2.77 asks a runner-side transform (a Flatten) for its progress as if it were an SDK bundle when
+# the progress ticker fires before the loop sees the transform done (under load: 100 ms without the
+# CPU), and the nil worker panics the stage, failing the job. The guard is the only change to Beam's
+# source; `prism_binary` names the patch level so a binary built without it is never reused.
+PRISM_PATCH_LEVEL = 1
+PRISM_PATCHES = {
+    "go/pkg/beam/runners/prism/internal/stage.go": (
+        "\t\tcase <-progTick.C:\n\t\t\tticked = true\n",
+        "\t\tcase <-progTick.C:\n\t\t\tticked = true\n"
+        "\t\t\tif wk == nil { // a runner-side transform: there is no SDK bundle to ask (clout patch)\n"
+        "\t\t\t\tcontinue progress\n\t\t\t}\n",
+    ),
+}
+
+
 def install_prism(settings: Settings) -> Path:
-    """Build Beam's Prism runner with `go install` (it cannot be downloaded as a binary offline)."""
+    """Build Beam's Prism runner from its Go module (it cannot be downloaded as a binary offline), with
+    `PRISM_PATCHES` applied to a copy of the source."""
     target = prism_binary(settings)
     if target.exists():
         return target
     _require("go", "Beam's Prism runner is built from source with Go (https://go.dev/dl)")
-    gobin = target.parent / "gobuild"
-    gobin.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "GOBIN": str(gobin), "GOFLAGS": "-buildvcs=false"}
-    _run(["go", "install", f"github.com/apache/beam/sdks/v2/go/cmd/prism@v{BEAM_VERSION}"],
-         "building Prism with go install", env=env)
-    (gobin / "prism").rename(target)
+    module = f"github.com/apache/beam/sdks/v2@v{BEAM_VERSION}"
+    env = {**os.environ, "GOFLAGS": "-buildvcs=false"}
+    downloaded = _run(["go", "mod", "download", "-json", module], "fetching Beam's Go module", env=env)
+    source = target.parent / f"prism-{BEAM_VERSION}-source"
+    shutil.rmtree(source, ignore_errors=True)
+    shutil.copytree(json.loads(downloaded)["Dir"], source, copy_function=shutil.copyfile)
+    for folder, _, _ in os.walk(source):
+        os.chmod(folder, 0o755)  # the module cache's folders are read-only; the copy is ours to remove
+    try:
+        for relative, (before, after) in PRISM_PATCHES.items():
+            _patch(source / relative, before, after)
+        _run(["go", "build", "-o", str(target), "./go/cmd/prism"], "building Prism with go build", env=env,
+             cwd=source)
+    finally:
+        shutil.rmtree(source, ignore_errors=True)
     return target
+
+
+def _patch(path: Path, before: str, after: str) -> None:
+    text = path.read_text()
+    if text.count(before) != 1:
+        raise StackError(f"cannot patch {path}: the code it fixes is not there exactly once (Beam changed?)")
+    path.write_text(text.replace(before, after))
 
 
 def install_redis() -> str:
@@ -360,11 +393,13 @@ def _require(tool: str, why: str) -> None:
         raise StackError(f"'{tool}' is not installed: {why}")
 
 
-def _run(command: list[str], what: str, env: dict[str, str] | None = None) -> None:
-    result = subprocess.run(command, capture_output=True, text=True, env=env)
+def _run(command: list[str], what: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> str:
+    """The command's output; a StackError naming `what` and showing the output's end if it fails."""
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd)
     if result.returncode != 0:
         raise StackError(f"{what} failed (exit {result.returncode}): {' '.join(command)}\n"
                          f"{result.stdout[-2000:]}{result.stderr[-2000:]}")
+    return result.stdout
 
 
 def _tail(path: Path, lines: int = 20) -> str:

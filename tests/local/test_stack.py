@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -47,3 +48,21 @@ def test_a_taken_port_is_named(stack_settings: Settings, tmp_path: Path) -> None
 def test_new_cluster_ids_never_look_like_an_option() -> None:
     ids = [stack.new_cluster_id() for _ in range(2_000)]  # about 31 would start with '-' if drawn plainly
     assert all(not i.startswith("-") and len(i) == 22 for i in ids) and len(set(ids)) == len(ids)
+
+
+def test_the_prism_patches_apply_to_the_beam_source_they_were_written_for() -> None:
+    """Each patch finds the code it fixes exactly once in the Beam Go module the stack builds from,
+    and the built binary's name carries the patch level, so an unpatched build is never reused."""
+    module = f"github.com/apache/beam/sdks/v2@v{stack.BEAM_VERSION}"
+    listing = subprocess.run(["go", "mod", "download", "-json", module], capture_output=True, text=True, check=True)
+    source = Path(json.loads(listing.stdout)["Dir"])
+    for relative, (before, _) in stack.PRISM_PATCHES.items():
+        assert (source / relative).read_text().count(before) == 1, relative
+    assert stack.prism_binary(Settings()).name.endswith(f"-clout{stack.PRISM_PATCH_LEVEL}")
+
+
+def test_a_patch_whose_code_is_gone_fails_clearly(tmp_path: Path) -> None:
+    path = tmp_path / "stage.go"
+    path.write_text("package internal\n")
+    with pytest.raises(stack.StackError, match="not there exactly once"):
+        stack._patch(path, "case <-progTick.C:", "")
