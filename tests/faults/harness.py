@@ -20,13 +20,11 @@ import sys
 import threading
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import networkx as nx
 import orjson
 import redis
 from kafka import KafkaConsumer, TopicPartition
@@ -37,6 +35,7 @@ from recount import (
     Interaction,
     differences,
     influence_differences,
+    networkx_pagerank,
     read_back,
     read_influence,
     recount,
@@ -51,7 +50,6 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 DATA = Path(os.environ.get("CLOUT_DATA_DIR", ROOT.parent / "shared" / "data"))
 HIGGS = DATA / "higgs-twitter" / "higgs-activity_time.txt.gz"
 HIGGS_KIND = {"RT": "repost", "MT": "mention", "RE": "reply"}
-PAGERANK_WEIGHT = {"repost": 3.0, "quote": 3.0, "reply": 2.0, "mention": 2.0}  # like/follow/message 1
 IDLE_S = 4  # `clout run --stop-when-idle`
 
 
@@ -479,16 +477,7 @@ def pagerank_differences(events: list[Interaction], influence: dict[str, dict[st
     out = []
     busiest = sorted(influence, key=lambda w: len(influence[w]), reverse=True)[:windows]
     for window in busiest:
-        start, end = (int(x) * 1000 for x in window.split("-"))
-        weights: dict[tuple[str, str], float] = defaultdict(float)
-        graph = nx.DiGraph()
-        for actor, target, ts, kind in events:
-            if start <= ts < end:
-                graph.add_nodes_from((actor, target))
-                if actor != target:
-                    weights[actor, target] += PAGERANK_WEIGHT.get(kind, 1.0)
-        graph.add_weighted_edges_from((a, t, w) for (a, t), w in weights.items())
-        reference = nx.pagerank(graph, alpha=0.85, weight="weight")
+        reference = networkx_pagerank(events, window)
         worst = max((abs(reference[u] - v["network"]) / reference[u] for u, v in influence[window].items()),
                     default=0.0)
         if worst > 1e-3:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 
+import networkx as nx
 import orjson
 import redis
 
@@ -92,6 +93,26 @@ def recount_influence_parts(interactions: Iterable[Interaction], size_s: int = 3
             for window, users in engagers.items()}
 
 
+# The influence definition's edge weights, restated here (like and follow and message weigh 1).
+PAGERANK_WEIGHT = {"repost": 3.0, "quote": 3.0, "reply": 2.0, "mention": 2.0}
+
+
+def networkx_pagerank(interactions: Iterable[Interaction], window: str) -> dict[str, float]:
+    """networkx.pagerank of one window ("start-end" in seconds) on the weighted graph rebuilt from the raw
+    interactions: every account a node, self-interactions no edge, with networkx's defaults (tolerance
+    1e-6, 100 steps), as the pipeline's."""
+    start, end = (int(x) * 1000 for x in window.split("-"))
+    weights: dict[tuple[str, str], float] = defaultdict(float)
+    graph = nx.DiGraph()
+    for actor, target, ts, kind in interactions:
+        if start <= ts < end:
+            graph.add_nodes_from((actor, target))
+            if actor != target:
+                weights[actor, target] += PAGERANK_WEIGHT.get(kind, 1.0)
+    graph.add_weighted_edges_from((a, t, w) for (a, t), w in weights.items())
+    return nx.pagerank(graph, alpha=0.85, weight="weight")
+
+
 def read_influence(client: redis.Redis, prefix: str) -> dict[str, dict[str, dict]]:
     windows = [w.decode() for w in client.zrange(f"{prefix}:v1:windows", 0, -1)]
     stored = {window: client.hgetall(f"{prefix}:v1:win:{{{window}}}:influence") for window in windows}
@@ -125,7 +146,7 @@ def snapshot(client: redis.Redis, prefix: str) -> dict[str, object]:
     for key in client.scan_iter(match=f"{prefix}:*", count=10_000):
         name = key.decode()[len(prefix):]
         kind = client.type(key).decode()
-        if ":progress:" in name or name.endswith(":users:writer") or ":announced:" in name:
+        if ":progress:" in name or ":announced:" in name:
             continue  # bookkeeping: names a group or a process; which flags were announced follows pane order
         if kind == "hash":
             out[name] = client.hgetall(key)

@@ -9,11 +9,9 @@ import subprocess
 import sys
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
-import networkx as nx
 import orjson
 import pytest
 import redis
@@ -22,6 +20,7 @@ from recount import (
     Interaction,
     differences,
     influence_differences,
+    networkx_pagerank,
     read_back,
     read_influence,
     recount,
@@ -64,8 +63,12 @@ def start_run(settings: Settings, *flags: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def finish(process: subprocess.Popen, timeout: float = 900) -> str:
-    output, _ = process.communicate(timeout=timeout)
+def finish(process: subprocess.Popen, timeout: float = 1800) -> str:
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # its own session: Prism and all, not left running
+        raise
     assert process.returncode == 0, output[-4000:]
     print(summary_line(output))  # shown by pytest when a later assertion fails
     return output
@@ -139,16 +142,7 @@ def test_higgs_network_influence_agrees_with_networkx(higgs_run: tuple[Settings,
     influence = read_influence(client, mine.key_prefix)
     busiest = sorted(influence, key=lambda w: len(influence[w]), reverse=True)[:3]
     for window in busiest:
-        start, end = (int(x) * 1000 for x in window.split("-"))
-        weights: dict[tuple[str, str], float] = defaultdict(float)
-        graph = nx.DiGraph()
-        for actor, target, ts, kind in higgs_raw:
-            if start <= ts < end:
-                graph.add_nodes_from((actor, target))
-                if actor != target:
-                    weights[actor, target] += {"repost": 3.0, "mention": 2.0, "reply": 2.0}[kind]
-        graph.add_weighted_edges_from((a, t, w) for (a, t), w in weights.items())
-        reference = nx.pagerank(graph, alpha=0.85, weight="weight")  # its defaults: tol 1e-6, 100 steps, as ours
+        reference = networkx_pagerank(higgs_raw, window)
         ours = {user: value["network"] for user, value in influence[window].items()}  # users who were engaged
         users = sorted(ours)
         rho = spearmanr([reference[u] for u in users], [ours[u] for u in users]).statistic

@@ -18,13 +18,13 @@ from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
-import networkx as nx
 import pytest
 import redis
 from recount import (
     Interaction,
     differences,
     influence_differences,
+    networkx_pagerank,
     read_back,
     read_influence,
     recount,
@@ -117,16 +117,7 @@ def test_flink_network_influence_agrees_with_networkx(flink_run: tuple[Settings,
     raw = higgs_days[1]
     influence = read_influence(client, mine.key_prefix)
     window = max(influence, key=lambda w: len(influence[w]))
-    start, end = (int(x) * 1000 for x in window.split("-"))
-    weights: dict[tuple[str, str], float] = defaultdict(float)
-    graph = nx.DiGraph()
-    for actor, target, ts, kind in raw:
-        if start <= ts < end:
-            graph.add_nodes_from((actor, target))
-            if actor != target:
-                weights[actor, target] += {"repost": 3.0, "mention": 2.0, "reply": 2.0}[kind]
-    graph.add_weighted_edges_from((a, t, w) for (a, t), w in weights.items())
-    reference = nx.pagerank(graph, alpha=0.85, weight="weight")
+    reference = networkx_pagerank(raw, window)
     users = sorted(influence[window])
     rho = spearmanr([reference[u] for u in users], [influence[window][u]["network"] for u in users]).statistic
     assert rho >= 0.999, (window, len(users), rho)
