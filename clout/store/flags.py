@@ -74,10 +74,26 @@ class FlagWriter:
         yet and return them."""
         new = self._unannounced(wid, findings.flags) if final else []
         self._publish(new)
+        self._forget_superseded_groups(wid, findings)
         self._write_records(wid, findings)
         self._replace_window_sets(wid, findings)
         self._announce(wid, new)
         return new
+
+    def _forget_superseded_groups(self, wid: str, findings: Findings) -> None:
+        """Deletes the records of the window's groups that this pane no longer finds. An on-time pane's
+        group can vanish from the final pane (more events, other groups); left behind, its record would
+        depend on which panes a run happened to write (a restart that recomputed the window whole never
+        wrote it). Deleted before the window's list is replaced: a crash in between leaves the list
+        naming records that are gone (readers skip those), and the recomputed window deletes again."""
+        kept = {group.id for group in findings.groups}
+        stale = [gid for gid in (m.decode() for m in self.client.zrange(self.layout.groups(wid), 0, -1))
+                 if gid not in kept]
+        if stale:
+            pipe = self.client.pipeline(transaction=False)  # one DEL per record: they lie in many slots
+            for gid in stale:
+                pipe.delete(self.layout.group(gid))
+            pipe.execute()
 
     def _write_records(self, wid: str, findings: Findings) -> None:
         """The users' newest flags (a script per flag keeps the newest window's whatever the order windows

@@ -132,6 +132,28 @@ def test_flags_are_written_announced_once_and_read_back(store: Settings) -> None
 
 
 @pytest.mark.servers
+def test_a_group_the_final_pane_no_longer_finds_leaves_no_record(store: Settings) -> None:
+    """Regression (the SIGKILL restart comparison): an on-time pane's group that the final pane did not
+    find kept its record, so the keys a run left depended on which panes it happened to write."""
+    layout = KeyLayout(store.key_prefix)
+    client = sync_client(store.redis_url)
+    try:
+        window = WINDOWS[0]
+        flags = writer(client, store)
+        on_time = findings(window, 1.0)
+        other = Group(group_id(window, USERS_FLAGGED[6:9]), window, tuple(USERS_FLAGGED[6:9]), ("t",), 0.8, 0.7)
+        flags.write(window, Findings([], [on_time.groups[0], other]), final=False)
+        assert client.exists(layout.group(on_time.groups[0].id), layout.group(other.id)) == 2
+        flags.write(window, Findings([], [other]), final=True)
+        assert not client.exists(layout.group(on_time.groups[0].id))
+        assert [g.id for g in flags.earlier_groups([window])] == [other.id]
+        flags.write(window, Findings(), final=True)  # a recomputed window that finds no group at all
+        assert not client.exists(layout.group(other.id)) and flags.earlier_groups([window]) == []
+    finally:
+        client.close()
+
+
+@pytest.mark.servers
 def test_users_documents_on_the_cluster_equal_the_single_servers(settings: Settings,
                                                                 redis_cluster_url: str) -> None:
     """The Lua user script through a cluster pipeline (EVAL) and through a plain one (EVALSHA)."""
