@@ -316,15 +316,17 @@ class KafkaPartitionReader(UnboundedReader):
         newest event less the out-of-orderness, or behind a watermark reported while the partition
         was idle, by more than the allowed lateness."""
         ts = record.timestamp
-        late_by = 0
-        behind = [w for w in (self.watermark_ms,) if w is not None]
-        if self.max_event_ts is not None:
-            behind.append(self.max_event_ts - self.config.out_of_orderness_ms)
-        if behind:
-            late_by = max(0, max(behind) - self.config.lateness_ms - ts)
+        on_time_from = self._on_time_from_ms()
+        late_by = 0 if on_time_from is None else max(0, on_time_from - self.config.lateness_ms - ts)
         if self.max_event_ts is None or ts > self.max_event_ts:
             self.max_event_ts = ts
         return RawRecord(record.offset, ts, record.value, late_by)
+
+    def _on_time_from_ms(self) -> int | None:
+        """The event time lateness counts back from: the newest event less the out-of-orderness, or the
+        highest watermark reported if that is later (it is only while the partition was idle)."""
+        newest = None if self.max_event_ts is None else self.max_event_ts - self.config.out_of_orderness_ms
+        return max((t for t in (newest, self.watermark_ms) if t is not None), default=None)
 
     def _note_idle(self) -> None:
         """Track how long the partition has sat at its end; finish after `stop_when_idle_s`."""
