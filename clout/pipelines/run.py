@@ -77,7 +77,7 @@ def build_pipeline(pipeline: beam.Pipeline, settings: Settings, config: RunConfi
         idle_after_s=config.idle_after_s, stop_when_idle_s=config.stop_when_idle_s,
         dedup_horizon_ms=int(config.dedup_horizon_s * 1000),
         read_ahead=ReadAhead(redis_target, layout.progress(settings.group), int(config.read_ahead_s * 1000))
-        if config.read_ahead_s else None)
+        if config.read_ahead_s else None, windows=config.policy)
     single = single_worker(config.beam_args)
     events = pipeline | "ReadInteractions" >> ReadInteractions(source, settings.dlq_topic, single_worker=single)
     counts = events | "EngagementCounts" >> EngagementCounts(config.policy, config.shards)

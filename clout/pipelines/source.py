@@ -16,8 +16,11 @@ would otherwise close every window whose events it has still to publish. A parti
 nothing follows the wall clock, but only once another partition has news (while the whole topic is
 empty there is nothing to hold back). Lateness is judged against the highest watermark the reader
 reported, so a record is either counted in a window still open or dead-lettered as late, never
-dropped in between. With `stop_when_idle_s`, a partition that has sat at its end that long reports
-the final watermark and finishes, so replays and backfills end by themselves. What a reader has seen
+dropped in between. With `stop_when_idle_s`, a partition that has sat at its end that long finishes,
+so replays and backfills end by themselves. With a read-ahead it first drains: it reports the
+watermark at which the newest window it read is final, waits until the results are sealed that far
+(or stop moving for as long again), and only then reports the final watermark. Jumping to the end at
+once would fire every window's close while the analysis still had days of slices in flight. What a reader has seen
 (newest event, watermark reported) travels in its checkpoint mark, so a reader rebuilt elsewhere
 judges lateness as the one before it.
 
@@ -32,8 +35,12 @@ A replay reads far faster than the pipeline analyses, and a runner without backp
 would hold the whole replay in flight: every window open at once, gigabytes for the Higgs week. With
 `read_ahead`, a reader pauses while the newest event it has read is more than `span_ms` of event time
 past the results already final (the progress hash's `sealed_ms`, or the oldest unsealed batch it
-read, so a gap in the data cannot stall it). A paused reader is not idle: its watermark holds. A
-live stream never gets that far ahead; a Redis that cannot be asked never pauses a reader.
+read, so a gap in the data cannot stall it). A paused reader is not idle: its watermark holds. Its
+watermark, idle or not, never runs more than the same span past that point either (it never moves
+back behind what it reported): an idle partition's clock must not close windows whose slices the
+analysis has still to merge (tests/faults, broker SIGKILL: a replay's analysis a day behind its
+reading had chunks dropped at their windows' close). A live stream never gets that far ahead; a
+Redis that cannot be asked never pauses a reader nor caps its watermark.
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from apache_beam.coders import Coder, PickleCoder
@@ -53,6 +60,7 @@ from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError
 from redis.exceptions import RedisError
 
+from clout.model.windows import WindowPolicy
 from clout.pipelines.worker_memory import shared
 from clout.store.client import RedisTarget
 
@@ -113,6 +121,7 @@ class SourceConfig:
     max_batch: int = 2_000
     dedup_horizon_ms: int = 3_600_000
     read_ahead: ReadAhead | None = None
+    windows: WindowPolicy | None = None  # with read_ahead: how far a finishing reader drains
 
 
 class Seen(NamedTuple):
@@ -188,6 +197,7 @@ class KafkaPartitionReader(UnboundedReader):
         self.idle_since: float | None = None
         self.news_since: float | None = None  # monotonic time another partition was first seen to have records
         self.finished = False
+        self.drain: _Drain | None = None  # set once the partition is done: results being sealed before it finishes
         self.consumer: KafkaConsumer | None = None
         self.end_confirmed_at: float | None = None  # monotonic time the broker last said we are at the end
         self.connect_after = 0.0
@@ -221,6 +231,10 @@ class KafkaPartitionReader(UnboundedReader):
         return True
 
     def advance(self, timeout_ms: int = 0) -> bool:
+        if self.drain is not None:  # done reading: only waits for the results to be sealed
+            self.current = None
+            self.finished = self.finished or self.drain.done(self.gate)
+            return False
         if not self._connect():
             self.current = None
             return False
@@ -265,11 +279,18 @@ class KafkaPartitionReader(UnboundedReader):
     def get_watermark(self) -> Timestamp:
         if self.finished:
             return MAX_TIMESTAMP
-        watermark = self._idle_watermark_ms() if self._idle() else self._reading_watermark_ms()
+        if self.drain is not None:
+            watermark = self.drain.watermark_ms
+        else:
+            watermark = self._idle_watermark_ms() if self._idle() else self._reading_watermark_ms()
+        cap = self.gate.cap_ms()
+        if watermark is not None and cap is not None:
+            watermark = min(watermark, cap)
+        if self.watermark_ms is not None and (watermark is None or watermark < self.watermark_ms):
+            watermark = self.watermark_ms  # a watermark reported is never taken back
         if watermark is None:
             return MIN_TIMESTAMP
-        if self.watermark_ms is None or watermark > self.watermark_ms:
-            self.watermark_ms = watermark
+        self.watermark_ms = watermark
         return Timestamp(micros=watermark * 1000)
 
     def _idle(self) -> bool:
@@ -341,7 +362,18 @@ class KafkaPartitionReader(UnboundedReader):
         self.idle_since = self.idle_since or now
         limit = self.config.stop_when_idle_s
         if limit is not None and now - self.idle_since >= limit:
+            self._finish(limit)
+
+    def _finish(self, patience_s: float) -> None:
+        """Done reading: drain first where the results can be watched (a read-ahead), else finish."""
+        windows = self.config.windows
+        if self.gate.limit is None or windows is None or self.max_event_ts is None:
             self.finished = True
+            return
+        last_final = windows.last_final_ms(self.max_event_ts)
+        self.drain = _Drain(sealed_at_ms=last_final, watermark_ms=last_final + windows.slice_ms,
+                            patience_s=patience_s)
+        self.finished = self.drain.done(self.gate)
 
     def _at_end(self) -> bool | None:
         """Whether the partition is at its end; None when the broker cannot say (unreachable).
@@ -379,8 +411,17 @@ class KafkaPartitionReader(UnboundedReader):
         self.end_confirmed_at = None
 
 
+class Progress(NamedTuple):
+    """What Redis last said of the results: whether it answered, and `sealed_ms` (None: nothing yet)."""
+
+    answered: bool
+    sealed_ms: int | None
+
+
 class _ReadAheadGate:
-    """Says when a reader has run `span_ms` of event time past the results already final."""
+    """Says when a reader has run `span_ms` of event time past the results already final, and how far
+    its watermark may go. Redis is asked at most every `check_every_s`; every decision between two
+    answers reads the same one."""
 
     def __init__(self, limit: ReadAhead | None, check_every_s: float = CONFIRM_END_EVERY_S) -> None:
         self.limit = limit
@@ -388,7 +429,8 @@ class _ReadAheadGate:
         self.client: Any = None
         self.unsealed: list[int] = []  # earliest event of each batch read since the last seal seen
         self.base: int | None = None  # where the span starts; None: do not hold
-        self.checked_at = -float("inf")
+        self._progress = Progress(False, None)
+        self._asked_at = -float("inf")
 
     def read(self, batch_min_ts: int) -> None:
         if self.limit is not None:
@@ -397,27 +439,66 @@ class _ReadAheadGate:
     def holds(self, newest_ts: int | None) -> bool:
         if self.limit is None or newest_ts is None:
             return False
-        now = time.monotonic()
-        if now - self.checked_at >= self.check_every_s:
-            self.checked_at = now
-            self.base = self._base()
+        self.progress()
         return self.base is not None and newest_ts > self.base + self.limit.span_ms
 
-    def _base(self) -> int | None:
-        """max(sealed, the oldest unsealed batch read); None when Redis cannot be asked."""
+    def cap_ms(self) -> int | None:
+        """The furthest watermark the results allow (the span past the base); None: no cap."""
+        if self.limit is None:
+            return None
+        self.progress()
+        return None if self.base is None else self.base + self.limit.span_ms
+
+    def progress(self) -> Progress:
+        """Redis's answer, asked afresh once `check_every_s` has passed; the base follows each answer."""
+        now = time.monotonic()
+        if self.limit is not None and now - self._asked_at >= self.check_every_s:
+            self._asked_at = now
+            self._progress = self._ask()
+            self.base = self._base(self._progress)
+        return self._progress
+
+    def _ask(self) -> Progress:
         try:
             if self.client is None:
                 self.client = self.limit.redis.connect()
             sealed = self.client.hget(self.limit.progress_key, "sealed_ms")
         except RedisError as error:
             log.warning("read-ahead check skipped (Redis: %r)", error)
+            return Progress(False, None)
+        return Progress(True, int(sealed) if sealed is not None else None)
+
+    def _base(self, progress: Progress) -> int | None:
+        """max(sealed, the oldest unsealed batch read); None when Redis could not be asked."""
+        if not progress.answered:
             return None
-        sealed_ms = int(sealed) if sealed is not None else None
-        if sealed_ms is not None:
-            self.unsealed = [t for t in self.unsealed if t > sealed_ms]
+        if progress.sealed_ms is not None:
+            self.unsealed = [t for t in self.unsealed if t > progress.sealed_ms]
         oldest = min(self.unsealed, default=None)
-        candidates = [t for t in (sealed_ms, oldest) if t is not None]
+        candidates = [t for t in (progress.sealed_ms, oldest) if t is not None]
         return max(candidates) if candidates else None
+
+
+@dataclass
+class _Drain:
+    """A finished partition's last wait: it reports `watermark_ms` (past the final pane of the newest
+    window it read) until the results are sealed to `sealed_at_ms`, or they have not moved for
+    `patience_s` (nothing more is coming: the run ends as it would without a drain)."""
+
+    sealed_at_ms: int
+    watermark_ms: int
+    patience_s: float
+    last_sealed: int | None = None
+    moved_at: float = field(default_factory=time.monotonic)
+
+    def done(self, gate: _ReadAheadGate) -> bool:
+        answered, sealed = gate.progress()
+        if not answered or (sealed is not None and sealed >= self.sealed_at_ms):
+            return True
+        now = time.monotonic()
+        if sealed != self.last_sealed:
+            self.last_sealed, self.moved_at = sealed, now
+        return now - self.moved_at >= self.patience_s
 
 
 class _Committer:

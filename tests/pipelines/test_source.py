@@ -115,12 +115,13 @@ def test_a_reader_waiting_on_its_read_ahead_is_not_idle(settings: Settings, redi
     config = SourceConfig(client=settings.kafka_client_config(), topic=settings.topic, group="g",
                           start_offsets={0: 0}, read_ahead=ahead)
     waiting = KafkaPartitionReader(config, 0, 0)
-    waiting.max_event_ts, waiting.idle_since = 10 * HOUR, time.monotonic() - 60  # idle before it waited
-    waiting.gate.read(0)
+    waiting.max_event_ts, waiting.idle_since = 3 * HOUR, time.monotonic() - 60  # idle before it waited
+    waiting.gate.read(HOUR)
     try:
         assert not waiting.advance()
         assert waiting.idle_since is None
-        assert waiting.get_watermark() == Timestamp(micros=(10 * HOUR - 30_000) * 1000)
+        # neither the idle clock nor its newest event: the span past the oldest batch not yet sealed
+        assert waiting.get_watermark() == Timestamp(micros=2 * HOUR * 1000)
     finally:
         waiting.close()
 
@@ -171,3 +172,98 @@ def test_a_reader_rebuilt_from_its_checkpoint_judges_lateness_as_the_one_before(
     rebuilt = KafkaSource(r.config, 0).create_reader(None, mark)
     assert rebuilt.max_event_ts == base and rebuilt.watermark_ms == reported.micros // 1000
     assert rebuilt._raw(Record(1, base, b"", [])).late_by_ms > 0
+
+
+def gated_reader(settings: Settings, stop_when_idle_s: float = 60.0) -> KafkaPartitionReader:
+    """A reader with a 6 h read-ahead on the real Redis progress hash, windows of 1 h every 15 min."""
+    from clout.model.windows import WindowPolicy
+
+    ahead = ReadAhead(RedisTarget.from_settings(settings), KeyLayout(settings.key_prefix).progress("g"), 6 * HOUR)
+    config = SourceConfig(client={}, topic="t", group="g", start_offsets={0: 0}, read_ahead=ahead,
+                          stop_when_idle_s=stop_when_idle_s, windows=WindowPolicy(3600, 900, 600))
+    r = KafkaPartitionReader(config, 0, 0)
+    r.gate.check_every_s = 0
+    return r
+
+
+def test_an_idle_readers_watermark_stays_within_the_read_ahead_of_the_sealed_results(
+        settings: Settings, redis_client: redis.Redis) -> None:
+    """Regression (tests/faults, broker SIGKILL): the replay's analysis lagged its reading by more than a
+    day of event time; an idle reader's watermark ran on from its newest event and the windows' close
+    dropped slices still on their way."""
+    key = KeyLayout(settings.key_prefix).progress("g")
+    redis_client.hset(key, "sealed_ms", 10 * HOUR)
+    r = gated_reader(settings)
+    r._raw(Record(0, 40 * HOUR, b"", []))
+    r.gate.read(12 * HOUR)
+    r.idle_since = time.monotonic() - 3_600  # an hour idle: uncapped, a whole hour past its newest event
+    assert r.get_watermark() == Timestamp(micros=(12 * HOUR + 6 * HOUR) * 1000)
+    redis_client.hset(key, "sealed_ms", 20 * HOUR)
+    assert r.get_watermark() == Timestamp(micros=26 * HOUR * 1000)
+    redis_client.hset(key, "sealed_ms", 0)  # results rebuilt from scratch: what was reported stands
+    assert r.get_watermark() == Timestamp(micros=26 * HOUR * 1000)
+    r.close()
+
+
+def test_a_finishing_reader_drains_until_its_newest_window_is_sealed(settings: Settings,
+                                                                    redis_client: redis.Redis) -> None:
+    """--stop-when-idle: the reader reports the watermark past its newest window's final pane, and the
+    final watermark only once the results are sealed that far."""
+    from apache_beam.utils.timestamp import MAX_TIMESTAMP
+
+    key = KeyLayout(settings.key_prefix).progress("g")
+    redis_client.hset(key, "sealed_ms", 30 * HOUR)
+    r = gated_reader(settings)
+    newest = 32 * HOUR + 5 * 60_000  # in the slice from 32:00; its newest window ends 33:00, final 33:10
+    r._raw(Record(0, newest, b"", []))
+    r._finish(patience_s=60)
+    assert r.drain is not None and not r.finished
+    last_final = 33 * HOUR + 600_000
+    assert r.get_watermark() == Timestamp(micros=(last_final + 900_000) * 1000)
+    assert not r.advance()
+    assert not r.finished
+    redis_client.hset(key, "sealed_ms", last_final)
+    assert not r.advance() and r.finished
+    assert r.get_watermark() == MAX_TIMESTAMP
+    r.close()
+
+
+def test_a_drain_ends_when_the_results_stop_moving(settings: Settings, redis_client: redis.Redis) -> None:
+    key = KeyLayout(settings.key_prefix).progress("g")
+    redis_client.hset(key, "sealed_ms", HOUR)
+    r = gated_reader(settings)
+    r._raw(Record(0, 3 * HOUR, b"", []))
+    r._finish(patience_s=0.3)
+    r.advance()
+    assert not r.finished
+    time.sleep(0.2)
+    redis_client.hset(key, "sealed_ms", 2 * HOUR)  # progress: the patience starts again
+    r.advance()
+    time.sleep(0.2)
+    r.advance()
+    assert not r.finished
+    time.sleep(0.2)
+    r.advance()
+    assert r.finished
+    r.close()
+
+
+def test_a_reader_finishes_at_once_without_results_to_watch() -> None:
+    """No read-ahead (nothing says how far the results are), nothing read, or a Redis that cannot be
+    asked: the reader finishes as soon as it has sat idle long enough, as before drains existed."""
+    from clout.model.windows import WindowPolicy
+
+    plain = reader()
+    plain._raw(Record(0, HOUR, b"", []))
+    plain._finish(patience_s=60)
+    assert plain.finished and plain.drain is None
+    away = ReadAhead(RedisTarget(f"redis://127.0.0.1:{closed_port()}/0"), "p", span_ms=6 * HOUR)
+    config = SourceConfig(client={}, topic="t", group="g", start_offsets={0: 0}, read_ahead=away,
+                          windows=WindowPolicy())
+    unreachable = KafkaPartitionReader(config, 0, 0)
+    unreachable._finish(patience_s=60)  # nothing read
+    assert unreachable.finished
+    unreachable = KafkaPartitionReader(config, 0, 0)
+    unreachable._raw(Record(0, HOUR, b"", []))
+    unreachable._finish(patience_s=60)
+    assert unreachable.finished
