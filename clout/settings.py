@@ -127,6 +127,17 @@ class Settings:
             out[f.name] = value
         return out
 
+    def environment(self) -> dict[str, str]:
+        """These settings as CLOUT_* variables, for a clout child process to load as its own: the flags
+        and the --config file a parent was given do not reach a child otherwise. Secrets included
+        (the environment is a secret source; a child's environment is never printed)."""
+        out: dict[str, str] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                out[f"{ENV_PREFIX}{f.name.upper()}"] = value.reveal() if isinstance(value, Secret) else str(value)
+        return out
+
     def __repr__(self) -> str:
         """Redacted, so a settings object in a log line or a traceback leaks no password."""
         return f"Settings({self.redacted()})"
