@@ -69,7 +69,8 @@ def _run_demo(settings: Settings, options: DemoOptions, say: Say) -> int:
                                      settings, say))
         ingest = started.enter_context(_child("ingest", [
             "ingest", "synthetic", "--users", str(options.users), "--events", str(options.events),
-            "--truth", str(truth), "--speed", str(options.speed), "--ending-now"], settings, say))
+            "--truth", str(truth), "--speed", str(options.speed), "--ending-now"], settings, say,
+            stdout=subprocess.DEVNULL))  # its JSON summary is for scripts; its progress goes to stderr
         say(f"clout demo: dashboard at http://{options.host}:{options.port}/ (planted anomalies: {truth}); "
             "Ctrl-C stops everything")
         return _watch(settings, pipeline, ingest, options, say)
@@ -132,10 +133,12 @@ def _wait_for_start(settings: Settings, pipeline: subprocess.Popen, timeout: flo
 
 
 @contextmanager
-def _child(name: str, args: list[str], settings: Settings, say: Say) -> Iterator[subprocess.Popen]:
+def _child(name: str, args: list[str], settings: Settings, say: Say, stdout: int | None = None
+           ) -> Iterator[subprocess.Popen]:
     """A `clout` subcommand in its own process group, stopped with SIGINT (then SIGKILL) on exit."""
-    env = {**os.environ, "CLOUT_STATE_DIR": str(settings.state_dir), "CLOUT_GROUP": settings.group}
-    process = subprocess.Popen([sys.executable, "-m", "clout.cli", *args], env=env, start_new_session=True)
+    env = {**os.environ, **settings.environment()}  # the demo's flags too (--bootstrap, --redis-url ...)
+    process = subprocess.Popen([sys.executable, "-m", "clout.cli", *args], env=env, stdout=stdout,
+                               start_new_session=True)
     try:
         yield process
     finally:

@@ -27,6 +27,7 @@ from clout.model.windows import WindowPolicy
 from clout.pipelines.aggregates import EngagementCounts
 from clout.pipelines.interactions import ReadInteractions
 from clout.pipelines.recovery import RecordProgress, RedisLost, StartPlan, lost_message, plan_start, progress_intact
+from clout.pipelines.runner_noise import hold_back_runner_gone_noise
 from clout.pipelines.sink import WriteWindowTotals
 from clout.pipelines.source import ReadAhead, SourceConfig
 from clout.pipelines.window_scores import WindowGraphs
@@ -125,6 +126,7 @@ def run(settings: Settings, config: RunConfig, progress_interval: float = 5.0) -
     """Plan the start, run to completion (or Ctrl-C), print progress and a summary of Beam counters."""
     # kafka-python 3 warns whenever its I/O loop waits on the GIL, which a busy pipeline always does.
     logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)
+    noise = hold_back_runner_gone_noise()
     consumer = KafkaConsumer(**settings.kafka_client_config(), group_id=None, enable_auto_commit=False)
     try:
         plan = plan_start(consumer, RedisTarget.from_settings(settings), KeyLayout(settings.key_prefix),
@@ -140,6 +142,7 @@ def run(settings: Settings, config: RunConfig, progress_interval: float = 5.0) -
             result.wait_until_finish()
         except RuntimeError:  # how Beam reports a job that ended CANCELLED, as a lost Redis makes it
             if not reporter.redis_lost.is_set():
+                _say_runner_gone(noise.held)
                 raise
         finally:
             reporter.stop()
@@ -152,6 +155,13 @@ def run(settings: Settings, config: RunConfig, progress_interval: float = 5.0) -
     if result.state != PipelineState.DONE:
         raise RuntimeError(f"pipeline ended in state {result.state}")
     return counters
+
+
+def _say_runner_gone(threads: int) -> None:
+    """A run that failed (not one interrupted) says that its worker lost the runner, if it did."""
+    if threads:
+        print(f"clout run: {threads} Beam worker streams lost the runner's connection (gRPC UNAVAILABLE)",
+              file=sys.stderr, flush=True)
 
 
 def _group_committed(settings: Settings) -> bool:
