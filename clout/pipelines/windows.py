@@ -24,8 +24,7 @@ class IntoUserWindows(beam.PTransform):
     def expand(self, partials: beam.PCollection) -> beam.PCollection:
         return (
             partials
-            # Typed where the keys are made: the sink's state key coder is then deterministic.
-            | "AssignWindows" >> beam.ParDo(_AssignWindows(self.policy)).with_output_types(tuple[tuple[int, int], Any])
+            | "AssignWindows" >> beam.ParDo(_AssignWindows(self.policy))
             | "Global" >> beam.WindowInto(GlobalWindows())
         )
 
