@@ -35,10 +35,14 @@ class WindowPolicy:
     def size_ms(self) -> int:
         return self.size_s * 1000
 
+    def final_ms(self, start_ms: int) -> int:
+        """When the window starting at `start_ms` is final: its end + the allowed lateness."""
+        return start_ms + self.size_ms + self.lateness_s * 1000
+
     def last_final_ms(self, ts_ms: int) -> int:
-        """When the newest window holding `ts_ms` is final (its end + the allowed lateness): once the
-        results are sealed that far, every window an event at `ts_ms` belongs to is written whole."""
-        return ts_ms - ts_ms % self.slice_ms + self.size_ms + self.lateness_s * 1000
+        """When the newest window holding `ts_ms` is final: once the results are sealed that far,
+        every window an event at `ts_ms` belongs to is written whole."""
+        return self.final_ms(ts_ms - ts_ms % self.slice_ms)
 
     def window_starts(self, ts_ms: int) -> list[int]:
         """Start (ms) of every window holding `ts_ms`, newest first."""

@@ -20,9 +20,9 @@ dropped in between. With `stop_when_idle_s`, a partition that has sat at its end
 so replays and backfills end by themselves. With a read-ahead it first drains: it reports the
 watermark at which the newest window it read is final, waits until the results are sealed that far
 (or stop moving for as long again), and only then reports the final watermark. Jumping to the end at
-once would fire every window's close while the analysis still had days of slices in flight. What a reader has seen
-(newest event, watermark reported) travels in its checkpoint mark, so a reader rebuilt elsewhere
-judges lateness as the one before it.
+once would fire every window's close while the analysis still had days of slices in flight. What a
+reader has seen (newest event, watermark reported) travels in its checkpoint mark, so a reader
+rebuilt elsewhere judges lateness as the one before it.
 
 A broker that does not answer is not an idle partition: "at its end" is confirmed with the broker
 (at most once a second) before idle time counts, and a reader that cannot reach the broker emits

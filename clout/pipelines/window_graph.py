@@ -285,7 +285,7 @@ class AnalyseWindows(beam.DoFn):
             due.set(Timestamp(micros=min(pending.values()) * 1000))
 
     def _final_at(self, start: int) -> int:
-        return start + self.policy.size_ms + self.policy.lateness_s * 1000
+        return self.policy.final_ms(start)
 
     def _own_windows(self, slice_start: int) -> set[int]:
         starts = self.policy.window_starts(slice_start)

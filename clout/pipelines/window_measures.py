@@ -219,7 +219,7 @@ class MeasureWindow(beam.DoFn):
             due.set(Timestamp(micros=self._final_at(key) * 1000))
 
     def _final_at(self, start: int) -> int:
-        return start + self.policy.size_ms + self.policy.lateness_s * 1000
+        return self.policy.final_ms(start)
 
 
 class MeasureWindows(beam.PTransform):

@@ -227,7 +227,7 @@ class ScoreWindow(beam.DoFn):
         return self.results.flag_writer.earlier_groups(ids)
 
     def _final_at(self, start: int) -> int:
-        return start + self.policy.size_ms + self.policy.lateness_s * 1000
+        return self.policy.final_ms(start)
 
 
 class ShardFindings:
