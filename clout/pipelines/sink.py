@@ -220,6 +220,6 @@ class WriteWindowTotals(beam.PTransform):
         self.write = AccumulateAndWrite(target, layout, policy, retention_s, horizon_ms, single_worker=single_worker)
 
     def expand(self, deltas: beam.PCollection) -> beam.PCollection:
-        # Typed so Beam picks a deterministic key coder: state is keyed by the encoded (start, shard).
+        # State is keyed by the encoded (start, shard): IntoUserWindows types it, so its coder is deterministic.
         return deltas | "AccumulateAndWrite" >> beam.ParDo(self.write).with_input_types(
             tuple[tuple[int, int], Any])

@@ -307,8 +307,9 @@ class AccountShardPanes(beam.PTransform):
     def expand(self, chunks: beam.PCollection) -> beam.PCollection:
         return (
             chunks
-            | "ToShards" >> beam.FlatMap(to_shards, self.shards)
+            # Typed where the keys are made: the state key's coder is the one of this step's output
+            # (VarIntCoder, deterministic, as a runner that routes keys by their bytes needs).
+            | "ToShards" >> beam.FlatMap(to_shards, self.shards).with_output_types(tuple[int, Any])
             | "Global" >> beam.WindowInto(GlobalWindows())
-            # Typed so Beam picks a deterministic key coder for the state key.
             | "AnalyseShards" >> beam.ParDo(self.analyse).with_input_types(tuple[int, Any])
         )

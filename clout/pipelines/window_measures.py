@@ -235,7 +235,9 @@ class MeasureWindows(beam.PTransform):
     def expand(self, chunks: beam.PCollection) -> beam.PCollection:
         return (
             chunks
-            | "ToWindows" >> beam.FlatMap(to_windows, self.policy, self.horizon_ms)
+            # Typed where the keys are made, so the state key's coder is deterministic (VarIntCoder).
+            | "ToWindows" >> beam.FlatMap(to_windows, self.policy, self.horizon_ms).with_output_types(tuple[int, Any])
             | "Global" >> beam.WindowInto(GlobalWindows())
             | "MeasureWindow" >> beam.ParDo(self.measure).with_input_types(tuple[int, Any])
+            .with_output_types(tuple[int, Any])  # keyed by window start again, for ScoreWindow
         )

@@ -271,7 +271,7 @@ class WindowGraphs(beam.PTransform):
         judged = (chunks | "JudgeAccountShards" >> AccountShardPanes(
             policy, self.context_ms, self.horizon_ms, ShardFindings(config.thresholds, policy, shards), shards,
             self.single_worker)
-            | "ByWindow" >> beam.Map(lambda result: (result.start_ms, result)))
+            | "ByWindow" >> beam.Map(lambda result: (result.start_ms, result)).with_output_types(tuple[int, Any]))
         return ((measured, judged) | "Inputs" >> beam.Flatten()
                 | "ScoreWindow" >> beam.ParDo(ScoreWindow(config, shards, self.horizon_ms, self.results_factory,
                                                          single_worker=self.single_worker))

@@ -24,7 +24,8 @@ class IntoUserWindows(beam.PTransform):
     def expand(self, partials: beam.PCollection) -> beam.PCollection:
         return (
             partials
-            | "AssignWindows" >> beam.ParDo(_AssignWindows(self.policy))
+            # Typed where the keys are made: the sink's state key coder is then deterministic.
+            | "AssignWindows" >> beam.ParDo(_AssignWindows(self.policy)).with_output_types(tuple[tuple[int, int], Any])
             | "Global" >> beam.WindowInto(GlobalWindows())
         )
 
