@@ -483,7 +483,9 @@ class _ReadAheadGate:
 class _Drain:
     """A finished partition's last wait: it reports `watermark_ms` (past the final pane of the newest
     window it read) until the results are sealed to `sealed_at_ms`, or they have not moved for
-    `patience_s` (nothing more is coming: the run ends as it would without a drain)."""
+    `patience_s` (nothing more is coming: the run ends as it would without a drain). A Redis that
+    does not answer is results that do not move: a blip is waited out, a Redis gone for good ends
+    the drain after the same patience."""
 
     sealed_at_ms: int
     watermark_ms: int
@@ -493,10 +495,10 @@ class _Drain:
 
     def done(self, gate: _ReadAheadGate) -> bool:
         answered, sealed = gate.progress()
-        if not answered or (sealed is not None and sealed >= self.sealed_at_ms):
+        if answered and sealed is not None and sealed >= self.sealed_at_ms:
             return True
         now = time.monotonic()
-        if sealed != self.last_sealed:
+        if answered and sealed != self.last_sealed:
             self.last_sealed, self.moved_at = sealed, now
         return now - self.moved_at >= self.patience_s
 

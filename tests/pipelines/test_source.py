@@ -249,8 +249,8 @@ def test_a_drain_ends_when_the_results_stop_moving(settings: Settings, redis_cli
 
 
 def test_a_reader_finishes_at_once_without_results_to_watch() -> None:
-    """No read-ahead (nothing says how far the results are), nothing read, or a Redis that cannot be
-    asked: the reader finishes as soon as it has sat idle long enough, as before drains existed."""
+    """No read-ahead (nothing says how far the results are) or nothing read: the reader finishes as
+    soon as it has sat idle long enough, as before drains existed."""
     from clout.model.windows import WindowPolicy
 
     plain = reader()
@@ -263,7 +263,21 @@ def test_a_reader_finishes_at_once_without_results_to_watch() -> None:
     unreachable = KafkaPartitionReader(config, 0, 0)
     unreachable._finish(patience_s=60)  # nothing read
     assert unreachable.finished
+
+
+def test_a_drain_waits_out_a_redis_that_does_not_answer_for_its_patience_only() -> None:
+    """A Redis blip is not the end of the results: the drain goes on; a Redis gone for good ends it
+    after the patience, as results that stopped moving do."""
+    from clout.model.windows import WindowPolicy
+
+    away = ReadAhead(RedisTarget(f"redis://127.0.0.1:{closed_port()}/0", retries=0), "p", span_ms=6 * HOUR)
+    config = SourceConfig(client={}, topic="t", group="g", start_offsets={0: 0}, read_ahead=away,
+                          windows=WindowPolicy())
     unreachable = KafkaPartitionReader(config, 0, 0)
+    unreachable.gate.check_every_s = 0
     unreachable._raw(Record(0, HOUR, b"", []))
-    unreachable._finish(patience_s=60)
+    unreachable._finish(patience_s=1.0)
+    assert unreachable.drain is not None and not unreachable.finished
+    time.sleep(1.2)
+    unreachable.advance()
     assert unreachable.finished
