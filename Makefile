@@ -36,6 +36,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 bench: setup
+	$(BIN)/pip install --quiet -e ".[bench]"
 	$(DEMO_ENV) $(BIN)/clout stack up
 	$(BIN)/python bench/publish.py --bootstrap 127.0.0.1:9092
 	$(BIN)/python bench/pipeline.py

@@ -61,6 +61,7 @@ from clout.store.layout import KeyLayout
 
 REPO = Path(__file__).resolve().parent.parent
 CLOUT = Path(sys.executable).parent / "clout"  # the venv's console script, as a user runs it
+PY_SPY = Path(sys.executable).parent / "py-spy"  # the bench extra's sampling profiler
 HIGGS = Path("higgs-twitter") / "higgs-activity_time.txt.gz"
 EXPECTED_EVENTS = 563_069
 BENCH_STACK = {"kafka_port": 39092, "kafka_controller_port": 39093, "redis_port": 36379}
@@ -91,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(args.data_dir) / HIGGS
     if not path.exists():
         print(f"missing dataset: {path}", file=sys.stderr)
+        return 2
+    if args.profile and not PY_SPY.exists():
+        print(f"the CPU profile needs py-spy, not found at {PY_SPY}: `make bench` installs it "
+              "(or `.venv/bin/pip install -e .[bench]`); --no-profile runs without it", file=sys.stderr)
         return 2
     base = _bench_settings()
     started_stack = _start_stack(base)
@@ -299,7 +304,7 @@ class StageProfile:
         self.process = subprocess.Popen(
             ["py-spy", "record", "--pid", str(pid), "--rate", "50", "--format", "raw", "--nonblocking",
              "--output", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            executable=str(Path(sys.executable).parent / "py-spy"))
+            executable=str(PY_SPY))
 
     def stop(self) -> dict[str, float]:
         """Share of samples per stage (idle samples, waiting in a poll or a lock, left out)."""
