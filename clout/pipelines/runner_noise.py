@@ -5,7 +5,9 @@ gRPC stream to the runner. Whenever the runner's sockets close (every Ctrl-C, wh
 sends to Prism too; every planned stop, such as `clout demo`'s) each thread prints a traceback of
 gRPC UNAVAILABLE or CANCELLED: about ninety lines that say nothing the run's own ending does not
 ("interrupted", or the error `wait_until_finish` raises when the runner really failed). Those
-tracebacks are counted instead of printed; anything else a thread or a Beam logger reports still is.
+tracebacks are counted instead of printed, and the runner's own goodbye at exit ("Really destroying
+service at ...", a warning on every run that ends) is dropped; anything else a thread or a Beam
+logger reports still is.
 """
 
 from __future__ import annotations
@@ -24,6 +26,12 @@ def runner_gone(error: BaseException | None) -> bool:
     return isinstance(error, grpc.RpcError) and callable(getattr(error, "code", None)) and error.code() in _GONE
 
 
+def runner_stopped_at_exit(record: logging.LogRecord) -> bool:
+    """Beam's atexit stop of the runner it started (Prism), which it logs as a warning every time."""
+    return record.name == "apache_beam.utils.subprocess_server" and str(record.msg).startswith(
+        "Really destroying service")
+
+
 class RunnerGoneNoise(logging.Filter):
     """Drops log records and thread deaths caused by the runner's streams closing; counts them."""
 
@@ -36,7 +44,7 @@ class RunnerGoneNoise(logging.Filter):
         if record.exc_info and runner_gone(record.exc_info[1]):
             self.held += 1
             return False
-        return True
+        return not runner_stopped_at_exit(record)
 
     def excepthook(self, args: Any) -> None:
         if runner_gone(args.exc_value):

@@ -56,3 +56,15 @@ def test_a_workers_log_record_of_a_closed_stream_is_dropped() -> None:
     assert not noise.filter(record(StreamClosed(grpc.StatusCode.UNAVAILABLE)))
     assert noise.filter(record(RuntimeError("decode failed")))
     assert noise.held == 1
+
+
+def test_the_runners_goodbye_at_exit_is_dropped_and_its_other_warnings_are_not() -> None:
+    noise = RunnerGoneNoise()
+
+    def record(msg: str, name: str = "apache_beam.utils.subprocess_server") -> logging.LogRecord:
+        return logging.LogRecord(name, logging.WARNING, __file__, 1, msg, None, None)
+
+    assert not noise.filter(record("Really destroying service at %s with cmd: %s"))
+    assert noise.filter(record("Could not close the gRPC channel started with cmd %s"))
+    assert noise.filter(record("Really destroying service at %s", name="somebody.else"))
+    assert noise.held == 0
