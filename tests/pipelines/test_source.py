@@ -248,19 +248,24 @@ def test_a_drain_ends_when_the_results_stop_moving(settings: Settings, redis_cli
     r.close()
 
 
+def reader_with_redis_away() -> KafkaPartitionReader:
+    """A reader with a read-ahead whose Redis refuses every connection (no retries: each ask fails fast)."""
+    from clout.model.windows import WindowPolicy
+
+    away = ReadAhead(RedisTarget(f"redis://127.0.0.1:{closed_port()}/0", retries=0), "p", span_ms=6 * HOUR)
+    config = SourceConfig(client={}, topic="t", group="g", start_offsets={0: 0}, read_ahead=away,
+                          windows=WindowPolicy())
+    return KafkaPartitionReader(config, 0, 0)
+
+
 def test_a_reader_finishes_at_once_without_results_to_watch() -> None:
     """No read-ahead (nothing says how far the results are) or nothing read: the reader finishes as
     soon as it has sat idle long enough, as before drains existed."""
-    from clout.model.windows import WindowPolicy
-
     plain = reader()
     plain._raw(Record(0, HOUR, b"", []))
     plain._finish(patience_s=60)
     assert plain.finished and plain.drain is None
-    away = ReadAhead(RedisTarget(f"redis://127.0.0.1:{closed_port()}/0"), "p", span_ms=6 * HOUR)
-    config = SourceConfig(client={}, topic="t", group="g", start_offsets={0: 0}, read_ahead=away,
-                          windows=WindowPolicy())
-    unreachable = KafkaPartitionReader(config, 0, 0)
+    unreachable = reader_with_redis_away()
     unreachable._finish(patience_s=60)  # nothing read
     assert unreachable.finished
 
@@ -268,12 +273,7 @@ def test_a_reader_finishes_at_once_without_results_to_watch() -> None:
 def test_a_drain_waits_out_a_redis_that_does_not_answer_for_its_patience_only() -> None:
     """A Redis blip is not the end of the results: the drain goes on; a Redis gone for good ends it
     after the patience, as results that stopped moving do."""
-    from clout.model.windows import WindowPolicy
-
-    away = ReadAhead(RedisTarget(f"redis://127.0.0.1:{closed_port()}/0", retries=0), "p", span_ms=6 * HOUR)
-    config = SourceConfig(client={}, topic="t", group="g", start_offsets={0: 0}, read_ahead=away,
-                          windows=WindowPolicy())
-    unreachable = KafkaPartitionReader(config, 0, 0)
+    unreachable = reader_with_redis_away()
     unreachable.gate.check_every_s = 0
     unreachable._raw(Record(0, HOUR, b"", []))
     unreachable._finish(patience_s=1.0)
