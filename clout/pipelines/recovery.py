@@ -159,10 +159,12 @@ class SealWindows(beam.DoFn):
     """Records `sealed_ms` once the watermark after the sink passes a written window's end + lateness.
 
     Runs on one key in the global window. An event-time timer fires when everything before it,
-    including the sink's writes, is done; the next pending deadline is then armed, so the timer
-    never loops on its own. State is append-only (see sink.AccumulateAndWrite for why) and small —
-    one entry per distinct window deadline and per firing — so it is read afresh every time: nothing
-    here depends on a worker's memory.
+    including the sink's writes, is done. Each deadline has its own timer (tagged by it): a replay's
+    watermark passes many deadlines at once, and one re-armed timer would seal one window per round
+    of the runner, which is what paced whole replays (and, through the read-ahead, their reading).
+    Timers may fire in any order within a bundle; the seal only moves forward. State is append-only
+    (see sink.AccumulateAndWrite for why) and small — one entry per distinct window deadline and per
+    firing — so it is read afresh every time: nothing here depends on a worker's memory.
     """
 
     DEADLINES = BagStateSpec("deadlines", VarIntCoder())
@@ -190,27 +192,21 @@ class SealWindows(beam.DoFn):
         if deadline not in known:
             deadlines.add(deadline)
             self.added.add(deadline)
-            known.add(deadline)
-            self._arm(seal, known, max(fired.read(), default=None))
+            last_fired = max(fired.read(), default=None)
+            if last_fired is None or deadline > last_fired:
+                # One timer per deadline: a watermark past several seals them all in one bundle.
+                seal.set(Timestamp(micros=deadline * 1000), dynamic_timer_tag=str(deadline))
         return iter(())
 
     @on_timer(SEAL)
-    def sealed(self, when: Any = beam.DoFn.TimestampParam, deadlines: Any = beam.DoFn.StateParam(DEADLINES),
-               fired: Any = beam.DoFn.StateParam(FIRED), seal: Any = beam.DoFn.TimerParam(SEAL)) -> Iterator[None]:
+    def sealed(self, when: Any = beam.DoFn.TimestampParam, fired: Any = beam.DoFn.StateParam(FIRED)) -> Iterator[None]:
         fired_ms = when.micros // 1000
         last_fired = max(fired.read(), default=None)
         if last_fired is not None and fired_ms <= last_fired:
             return iter(())
         self.seal_forward(keys=[self.key], args=[fired_ms])
         fired.add(fired_ms)
-        self._arm(seal, set(deadlines.read()), fired_ms)
         return iter(())
-
-    @staticmethod
-    def _arm(seal: Any, deadlines: set[int], last_fired: int | None) -> None:
-        future = [d for d in deadlines if last_fired is None or d > last_fired]
-        if future:
-            seal.set(Timestamp(micros=min(future) * 1000))
 
     def teardown(self) -> None:
         client = getattr(self, "client", None)

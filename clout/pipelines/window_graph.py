@@ -74,6 +74,7 @@ class _Slices:
     bag_receipts: list[Receipts] = field(default_factory=lambda: [Receipts()] * N_BAGS)
     derived: dict[str, Any] = field(default_factory=dict)
     canonical: dict[int, EventColumns] = field(default_factory=dict)  # slice start -> its merged chunks
+    armed: set[int] = field(default_factory=set)  # deadlines this worker has set a timer for
 
     def add(self, chunk_id: ChunkId, slice_start: int, events: EventColumns) -> bool:
         ids = self.chunk_ids.setdefault(slice_start, set())
@@ -179,6 +180,7 @@ class AnalyseWindows(beam.DoFn):
         results = []
         with self._holding(key, bags, receipts) as entry:
             memo: _Slices = entry.value
+            memo.armed = {at for at in memo.armed if at > now}  # fired, or about to: may be needed again
             for start in self._windows_due(memo, now):
                 final, result = self._write_pane(key, memo, start, now)
                 self._append(entry, bags, receipts, self._bag_of(start), (_PANE, start, final))
@@ -280,9 +282,11 @@ class AnalyseWindows(beam.DoFn):
         return sorted(start for start, at in self._pending(memo).items() if at <= now)
 
     def _arm(self, memo: _Slices, due: Any) -> None:
-        pending = self._pending(memo)
-        if pending:
-            due.set(Timestamp(micros=min(pending.values()) * 1000))
+        """One timer per deadline (tagged by it), so a watermark that passes several deadlines at once
+        fires them in one bundle: a single re-armed timer would cost the runner one round per window."""
+        for at in set(self._pending(memo).values()) - memo.armed:
+            due.set(Timestamp(micros=at * 1000), dynamic_timer_tag=str(at))
+            memo.armed.add(at)
 
     def _final_at(self, start: int) -> int:
         return self.policy.final_ms(start)
