@@ -128,16 +128,17 @@ class WindowResults:
     def write(self, pane: ScoredPane) -> dict[str, int]:
         wid = window_id(pane.start_ms, pane.end_ms)
         ignore = pane.findings.engagers_to_ignore()
-        raw = pane.raw.rows()  # every user's object, built once for this write
+        # Users who received nothing score the floor (1): they are left out, which readers take as 1.
+        raw = pane.raw.receiving_rows()  # the objects of the users written, built once for this write
         clean = (clean_influence(pane.events, self.config.influence, raw, ignore)
                  if ignore else {u: float(i.raw) for u, i in raw.items()})
-        # Users who received nothing score the floor (1): they are left out, which readers take as 1.
-        active = sorted(user for user, influence in raw.items() if influence.reach > 0)
+        active = sorted(raw)
         self._write_window(wid, pane, active, raw, clean)
         if pane.write_users:
             self._write_users(wid, pane.end_ms // 1000, active, raw, clean)
         new = self.flag_writer.write(wid, pane.findings, pane.final)  # a final pane announces the flags
-        return {"users": len(raw), "active": len(active), "flags": len(pane.findings.flags), "new_flags": len(new)}
+        users = len(pane.raw)
+        return {"users": users, "active": len(active), "flags": len(pane.findings.flags), "new_flags": len(new)}
 
     def close(self) -> None:
         if self.flag_writer.producer is not None:
@@ -161,7 +162,7 @@ class WindowResults:
             pipe.execute()
         pipe = self.client.pipeline(transaction=False)
         pipe.hset(layout.window_meta(wid), mapping={
-            "users": len(raw), "active": len(active), "events": len(pane.events), "final": int(pane.final)})
+            "users": len(pane.raw), "active": len(active), "events": len(pane.events), "final": int(pane.final)})
         pipe.zadd(layout.windows(), {wid: pane.end_ms // 1000})
         pipe.zadd(layout.scored_windows(), {wid: pane.end_ms // 1000})
         pipe.expire(layout.scored_windows(), ttl)
