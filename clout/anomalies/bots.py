@@ -65,6 +65,28 @@ class ActorHistory:
             np.minimum.at(self.first_seen, rows[fresh], ts[fresh])
         return rows
 
+    def _rows_of_codes(self, events: EventColumns) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of each event's actor and target, looked up once per account rather than per event.
+        An account new here is first seen at its earliest event as actor, or as target if it never
+        acts here (as `_rows_adding` over the actors, then the targets, has it)."""
+        index, start = self._index, len(self._index)
+        used = np.unique(np.concatenate([events.actor, events.target])).tolist()
+        names = events.names
+        rows_of = np.full(len(names), -1, dtype=np.int64)
+        rows_of[used] = np.fromiter((index.setdefault(names[c], len(index)) for c in used), dtype=np.int64,
+                                    count=len(used))
+        actor, target = rows_of[events.actor], rows_of[events.target]
+        if len(index) > start:
+            self._grow(len(index))
+            fresh_actor = actor >= start
+            np.minimum.at(self.first_seen, actor[fresh_actor], events.ts[fresh_actor])
+            acted = np.zeros(len(index) - start, dtype=bool)
+            acted[actor[fresh_actor] - start] = True
+            fresh_target = target >= start
+            fresh_target[fresh_target] = ~acted[target[fresh_target] - start]
+            np.minimum.at(self.first_seen, target[fresh_target], events.ts[fresh_target])
+        return actor, target
+
     def _grow(self, size: int) -> None:
         old = len(self.first_seen)
         if size <= old:
@@ -101,12 +123,13 @@ class ActorHistory:
         if not len(events):
             return
         if isinstance(events, EventColumns):
-            ts, actors, targets = events.ts, events.actor_names(), events.target_names()
+            ts = events.ts
+            actor, target = self._rows_of_codes(events)
         else:
             ts_list, actors, targets, _, _ = zip(*events, strict=True)
             ts = np.asarray(ts_list, dtype=np.int64)
-        actor = self._rows_adding(actors, ts)
-        target = self._rows_adding(targets, ts)
+            actor = self._rows_adding(actors, ts)
+            target = self._rows_adding(targets, ts)
         np.add.at(self.hours, (actor, (ts // HOUR_MS) % 24), 1)
         np.add.at(self.sent, actor, 1)
         np.add.at(self.received, target, 1)
