@@ -144,7 +144,7 @@ class ShardDetectors:
             events = pane.slices[slice_start]
             if not len(events):
                 continue
-            involved = np.fromiter((n in actors for n in events.names), dtype=bool, count=len(events.names))
+            involved = np.fromiter(map(actors.__contains__, events.names), dtype=bool, count=len(events.names))
             history.update(events.take(involved[events.actor] | involved[events.target]))
         return history
 
