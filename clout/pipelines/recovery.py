@@ -2,11 +2,13 @@
 
 State held by a local runner dies with the process. So the pipeline records in Redis how far its
 results are complete ("sealed"): every window whose end + allowed lateness is at or before
-`sealed_ms` has had its final pane written. On start, each partition is rewound to the first offset
-at or after the start of the oldest window that might not be complete (Kafka's offsets-for-times),
-and those windows are recomputed from all their events; absolute writes make the recomputation
-overwrite cleanly. Windows that start before that point are complete in Redis and see only part of
-their events in the replay, so the sink skips them (the "replay horizon").
+`sealed_ms` has had its final pane written. A final pane is not yet the last word: input that
+reached a window's scoring after it (Prism's watermark can run ahead of data in flight) rewrites it,
+until the window closes `REWRITES_END_AFTER_FINAL_MS` later. On start, each partition is rewound to
+the first offset at or after the start of the oldest window that might still change (Kafka's
+offsets-for-times), and those windows are recomputed from all their events; absolute writes make the
+recomputation overwrite cleanly. Windows that start before that point are closed in Redis and see
+only part of their events in the replay, so the sink skips them (the "replay horizon").
 """
 
 from __future__ import annotations
@@ -25,8 +27,14 @@ from apache_beam.utils.timestamp import Timestamp
 from kafka import KafkaConsumer, TopicPartition
 
 from clout.model.windows import WindowPolicy
+from clout.pipelines.sink import CLOSE_GRACE_MS
+from clout.pipelines.window_measures import WINDOW_GRACE_MS
 from clout.store.client import RedisTarget, script
 from clout.store.layout import KeyLayout
+
+# How long after its final pane a window's results may still be rewritten: its scoring key closes
+# then (window_scores.ScoreWindow.close, after the measuring key's grace and the sink's).
+REWRITES_END_AFTER_FINAL_MS = WINDOW_GRACE_MS + CLOSE_GRACE_MS
 
 
 @dataclass(frozen=True)
@@ -130,10 +138,12 @@ def _resume_plan(consumer: KafkaConsumer, partitions: list[TopicPartition], prog
 
 
 def replay_horizon(sealed_ms: int, policy: WindowPolicy) -> int:
-    """Start of the oldest window that may be incomplete: windows starting earlier all had
-    end + lateness <= sealed_ms. Aligned to the period, as window starts are."""
+    """Start of the oldest window whose results may still change: windows starting earlier all had
+    end + lateness + REWRITES_END_AFTER_FINAL_MS <= sealed_ms, so they are closed. Sealed but open
+    windows are recomputed too: a kill between a final pane and its rewrite by input that came after
+    it would otherwise leave the first version for good. Aligned to the period, as window starts are."""
     period = policy.slice_ms
-    bound = sealed_ms - policy.lateness_s * 1000 - policy.size_s * 1000
+    bound = sealed_ms - policy.lateness_s * 1000 - policy.size_s * 1000 - REWRITES_END_AFTER_FINAL_MS
     return bound - bound % period + period
 
 

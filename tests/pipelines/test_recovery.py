@@ -9,7 +9,7 @@ from kafka import KafkaConsumer
 
 from clout.connectors.topics import create_topics
 from clout.model.windows import WindowPolicy
-from clout.pipelines.recovery import RedisLost, plan_start, progress_intact
+from clout.pipelines.recovery import REWRITES_END_AFTER_FINAL_MS, RedisLost, plan_start, progress_intact, replay_horizon
 from clout.settings import Settings
 from clout.store.client import RedisTarget
 from clout.store.layout import KeyLayout
@@ -46,3 +46,17 @@ def test_lost_progress_is_rebuilt_from_the_beginning_or_named(settings: Settings
     with pytest.raises(RedisLost):
         plan(settings, from_beginning=False, group_committed=True)
     assert not plan(settings, from_beginning=False, group_committed=True, reset=True).rebuilt
+
+
+def test_the_replay_horizon_leaves_out_only_windows_that_can_no_longer_change() -> None:
+    """A sealed window is final, but input that reached its scoring late may still rewrite it until it
+    closes: a restart recomputes it, so a kill before the rewrite cannot leave the first version."""
+    policy = WindowPolicy()
+    sealed = 1_341_259_200_000  # 2012-07-02 20:00 UTC, on a period boundary
+    horizon = replay_horizon(sealed, policy)
+    assert horizon % policy.slice_ms == 0
+
+    def closes_at(start: int) -> int:
+        return policy.final_ms(start) + REWRITES_END_AFTER_FINAL_MS
+
+    assert closes_at(horizon - policy.slice_ms) <= sealed < closes_at(horizon)
