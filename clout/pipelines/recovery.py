@@ -27,14 +27,9 @@ from apache_beam.utils.timestamp import Timestamp
 from kafka import KafkaConsumer, TopicPartition
 
 from clout.model.windows import WindowPolicy
-from clout.pipelines.sink import CLOSE_GRACE_MS
-from clout.pipelines.window_measures import WINDOW_GRACE_MS
+from clout.pipelines.window_scores import REWRITES_END_AFTER_FINAL_MS
 from clout.store.client import RedisTarget, script
 from clout.store.layout import KeyLayout
-
-# How long after its final pane a window's results may still be rewritten: its scoring key closes
-# then (window_scores.ScoreWindow.close, after the measuring key's grace and the sink's).
-REWRITES_END_AFTER_FINAL_MS = WINDOW_GRACE_MS + CLOSE_GRACE_MS
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,9 @@ from clout.pipelines.window_measures import WINDOW_GRACE_MS, EarlierGroups, Meas
 from clout.store.window_results import ResultsConfig, ScoredPane, WindowResults
 
 Message = MeasuredPane | PaneResult | EarlierGroups
+# How long after its final pane a window's results may still be rewritten: ScoreWindow's close, after
+# the measuring key's grace and the sink's. A restart recomputes windows not closed (recovery.py).
+REWRITES_END_AFTER_FINAL_MS = WINDOW_GRACE_MS + CLOSE_GRACE_MS
 _log = logging.getLogger(__name__)
 
 
@@ -91,13 +94,14 @@ class ScoreWindow(beam.DoFn):
 
     def __init__(self, config: ResultsConfig, shards: int, horizon_ms: int | None,
                  results_factory: Callable[[ResultsConfig], WindowResults] = WindowResults,
-                 grace_ms: int = WINDOW_GRACE_MS, single_worker: bool = False) -> None:
+                 rewrites_end_after_final_ms: int = REWRITES_END_AFTER_FINAL_MS,
+                 single_worker: bool = False) -> None:
         self.config = config
         self.policy = config.policy
         self.shards = shards
         self.horizon_ms = horizon_ms
         self.results_factory = results_factory
-        self.grace_ms = grace_ms
+        self.rewrites_end_after_final_ms = rewrites_end_after_final_ms
         self.single_worker = single_worker
         self.cache_token = uuid.uuid4().hex
         self.memory_ms = int(config.thresholds.lockstep.memory_hours * 3_600_000)
@@ -136,7 +140,7 @@ class ScoreWindow(beam.DoFn):
             elif not memo.written[0]:  # came after the on-time pane: the final pane takes it in
                 due.set(Timestamp(micros=(self._final_at(key) + 1) * 1000))
         # After the window's measuring key has closed (and sent its last pane), the close catches up.
-        gc.set(Timestamp(micros=(self._final_at(key) + self.grace_ms + CLOSE_GRACE_MS) * 1000))
+        gc.set(Timestamp(micros=(self._final_at(key) + self.rewrites_end_after_final_ms) * 1000))
         return iter(())
 
     @on_timer(DUE)
