@@ -84,10 +84,15 @@ def publish(settings: Settings, path: Path, fmt: str = "snap-higgs") -> None:
         replay(read_source(path, fmt), publisher, str(path), progress_interval=30)
 
 
-@pytest.fixture(scope="module")
-def higgs_topic(stack_settings: Settings, higgs_path: Path) -> Iterator[Settings]:
-    """The whole real Higgs file, published once for the tests of this module."""
-    settings = stack_settings.replace(topic="e2e.higgs", dlq_topic="e2e.higgs.dlq", flags_topic="e2e.higgs.flags")
+# The restart test kills a replay of the first 78 hours (two quiet days and the start of the surge
+# that follows the announcement): long enough that the restart skips windows that closed before the
+# kill and reads their groups back from Redis, short enough to run three times.
+RESTART_EVENTS = 100_000
+KILL_AFTER_SEALED_MS = 60 * 3_600_000  # event time past the first event sealed before the kill
+
+
+def fresh_topic(settings: Settings, path: Path) -> Settings:
+    """`path` published to the topics named in `settings`, which are deleted first if they exist."""
     from kafka.admin import KafkaAdminClient
 
     admin = KafkaAdminClient(**settings.kafka_client_config())
@@ -97,8 +102,31 @@ def higgs_topic(stack_settings: Settings, higgs_path: Path) -> Iterator[Settings
         admin.delete_topics([t for t in ours if t in existing])
         time.sleep(2)
     admin.close()
-    publish(settings, higgs_path)
-    yield settings
+    publish(settings, path)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def higgs_topic(stack_settings: Settings, higgs_path: Path) -> Settings:
+    """The whole real Higgs file, published once for the tests of this module."""
+    return fresh_topic(stack_settings.replace(topic="e2e.higgs", dlq_topic="e2e.higgs.dlq",
+                                              flags_topic="e2e.higgs.flags"), higgs_path)
+
+
+@pytest.fixture(scope="module")
+def higgs_start_path(higgs_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first RESTART_EVENTS lines of the Higgs file (it is in time order)."""
+    with gzip.open(higgs_path, "rb") as handle:
+        lines = [next(handle) for _ in range(RESTART_EVENTS)]
+    path = tmp_path_factory.mktemp("higgs") / "higgs-start.txt"
+    path.write_bytes(b"".join(lines))
+    return path
+
+
+@pytest.fixture(scope="module")
+def higgs_start_topic(stack_settings: Settings, higgs_start_path: Path) -> Settings:
+    return fresh_topic(stack_settings.replace(topic="e2e.higgs-start", dlq_topic="e2e.higgs-start.dlq",
+                                              flags_topic="e2e.higgs-start.flags"), higgs_start_path)
 
 
 @pytest.fixture(scope="module")
@@ -111,17 +139,29 @@ def higgs_recount(higgs_raw: list[Interaction]) -> dict[str, dict]:
     return recount(higgs_raw)
 
 
-@pytest.fixture(scope="module")
-def higgs_run(higgs_topic: Settings) -> Iterator[tuple[Settings, str, redis.Redis]]:
-    """One uninterrupted run over the whole file: the reference the other tests compare with."""
+def uninterrupted(topic: Settings) -> Iterator[tuple[Settings, str, redis.Redis]]:
+    """One uninterrupted run over the topic, under a group and key prefix of its own; its keys are
+    deleted afterwards."""
     tag = uuid.uuid4().hex[:8]
-    mine = higgs_topic.replace(group=f"g{tag}", key_prefix=f"test{tag}")
+    mine = topic.replace(group=f"g{tag}", key_prefix=f"test{tag}")
     output = finish(start_run(mine))
     client = redis.Redis.from_url(mine.redis_url)
     yield mine, output, client
     for key in client.scan_iter(match=f"{mine.key_prefix}:*", count=10_000):
         client.delete(key)
     client.close()
+
+
+@pytest.fixture(scope="module")
+def higgs_run(higgs_topic: Settings) -> Iterator[tuple[Settings, str, redis.Redis]]:
+    """The whole week uninterrupted: what the recount and networkx tests read."""
+    yield from uninterrupted(higgs_topic)
+
+
+@pytest.fixture(scope="module")
+def higgs_start_run(higgs_start_topic: Settings) -> Iterator[tuple[Settings, str, redis.Redis]]:
+    """The first 78 hours uninterrupted: the reference of the restart test."""
+    yield from uninterrupted(higgs_start_topic)
 
 
 @pytest.mark.slow
@@ -154,15 +194,15 @@ def test_higgs_network_influence_agrees_with_networkx(higgs_run: tuple[Settings,
 
 
 @pytest.mark.slow
-def test_restart_after_sigkill_equals_an_uninterrupted_run(higgs_topic: Settings, higgs_recount: dict,
-                                                           higgs_run: tuple[Settings, str, redis.Redis],
+def test_restart_after_sigkill_equals_an_uninterrupted_run(higgs_start_topic: Settings, higgs_raw: list[Interaction],
+                                                           higgs_start_run: tuple[Settings, str, redis.Redis],
                                                            redis_client: redis.Redis, settings: Settings) -> None:
-    mine = higgs_topic.replace(group=settings.group, key_prefix=settings.key_prefix)
+    mine = higgs_start_topic.replace(group=settings.group, key_prefix=settings.key_prefix)
     first = start_run(mine)
     progress_key = f"{mine.key_prefix}:v1:progress:{{{mine.group}}}"
+    kill_at = higgs_raw[0][2] + KILL_AFTER_SEALED_MS
     deadline = time.monotonic() + 600
-    windows_key = f"{mine.key_prefix}:v1:windows"
-    while not redis_client.hexists(progress_key, "sealed_ms") or redis_client.zcard(windows_key) < 200:
+    while int(redis_client.hget(progress_key, "sealed_ms") or -1) < kill_at:
         assert first.poll() is None, "the pipeline finished before it could be killed mid-stream"
         assert time.monotonic() < deadline, "no progress within 10 minutes"
         time.sleep(0.2)
@@ -170,8 +210,8 @@ def test_restart_after_sigkill_equals_an_uninterrupted_run(higgs_topic: Settings
     first.wait()
     output = finish(start_run(mine))
     assert "resuming" in output, output[-2000:]
-    assert differences(higgs_recount, read_back(redis_client, mine.key_prefix)) == []
-    reference, client = higgs_run[0], higgs_run[2]
+    assert differences(recount(higgs_raw[:RESTART_EVENTS]), read_back(redis_client, mine.key_prefix)) == []
+    reference, client = higgs_start_run[0], higgs_start_run[2]
     expected, got = snapshot(client, reference.key_prefix), snapshot(redis_client, mine.key_prefix)
     # Exact: counts, influence, leaderboards, users' latest and history, flagged sets, groups. A flag's
     # announcement (stream) and a user's newest flag record follow the order panes came in, which
