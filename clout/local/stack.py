@@ -59,19 +59,24 @@ def install_kafka(settings: Settings) -> Path:
     return libs
 
 
-# Prism 2.77 asks a runner-side transform (a Flatten) for its progress as if it were an SDK bundle when
-# the progress ticker fires before the loop sees the transform done (under load: 100 ms without the
-# CPU), and the nil worker panics the stage, failing the job. The guard is the only change to Beam's
-# source; `prism_binary` names the patch level so a binary built without it is never reused.
-PRISM_PATCH_LEVEL = 1
-PRISM_PATCHES = {
-    "go/pkg/beam/runners/prism/internal/stage.go": (
-        "\t\tcase <-progTick.C:\n\t\t\tticked = true\n",
-        "\t\tcase <-progTick.C:\n\t\t\tticked = true\n"
-        "\t\t\tif wk == nil { // a runner-side transform: there is no SDK bundle to ask (clout patch)\n"
-        "\t\t\t\tcontinue progress\n\t\t\t}\n",
-    ),
-}
+# Prism 2.77's changes to its own source, each (file, code it replaces, replacement); `prism_binary`
+# names the patch level so a binary built without them is never reused.
+#  1. Prism asks a runner-side transform (a Flatten) for its progress as if it were an SDK bundle when
+#     the progress ticker fires before the loop sees the transform done (under load: 100 ms without
+#     the CPU), and the nil worker panics the stage, failing the job. A guard skips it.
+#  2. Prism asks every running bundle for its progress every 100 ms at least. With bundle splits off
+#     (prism_args) progress only feeds live metrics, yet each answer makes the one Python worker
+#     gather every metric of the bundle: a quarter of its time on a replay. Five seconds apart at most.
+PRISM_PATCH_LEVEL = 2
+_STAGE = "go/pkg/beam/runners/prism/internal/stage.go"
+PRISM_PATCHES = (
+    (_STAGE, "\t\tcase <-progTick.C:\n\t\t\tticked = true\n",
+     "\t\tcase <-progTick.C:\n\t\t\tticked = true\n"
+     "\t\t\tif wk == nil { // a runner-side transform: there is no SDK bundle to ask (clout patch)\n"
+     "\t\t\t\tcontinue progress\n\t\t\t}\n"),
+    (_STAGE, "\tminimumProgTick = 100 * time.Millisecond\n",
+     "\tminimumProgTick = 5 * time.Second // clout patch: progress only feeds live metrics\n"),
+)
 
 
 def install_prism(settings: Settings) -> Path:
@@ -90,7 +95,7 @@ def install_prism(settings: Settings) -> Path:
     for folder, _, _ in os.walk(source):
         os.chmod(folder, 0o755)  # the module cache's folders are read-only; the copy is ours to remove
     try:
-        for relative, (before, after) in PRISM_PATCHES.items():
+        for relative, before, after in PRISM_PATCHES:
             _patch(source / relative, before, after)
         _run(["go", "build", "-o", str(target), "./go/cmd/prism"], "building Prism with go build", env=env,
              cwd=source)

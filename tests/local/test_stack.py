@@ -56,7 +56,7 @@ def test_the_prism_patches_apply_to_the_beam_source_they_were_written_for() -> N
     module = f"github.com/apache/beam/sdks/v2@v{stack.BEAM_VERSION}"
     listing = subprocess.run(["go", "mod", "download", "-json", module], capture_output=True, text=True, check=True)
     source = Path(json.loads(listing.stdout)["Dir"])
-    for relative, (before, _) in stack.PRISM_PATCHES.items():
+    for relative, before, _ in stack.PRISM_PATCHES:
         assert (source / relative).read_text().count(before) == 1, relative
     assert stack.prism_binary(Settings()).name.endswith(f"-clout{stack.PRISM_PATCH_LEVEL}")
 
