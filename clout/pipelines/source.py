@@ -504,15 +504,21 @@ class _Drain:
 
 
 class _Committer:
-    """One group-member-less consumer per process, used only to commit offsets for the group."""
+    """One group-member-less consumer per process, used only to commit offsets for the group. The
+    runner finalizes a checkpoint after every bundle, read or idle; an offset this process has
+    already committed is not sent again (a broker round trip each, for lag display only)."""
 
     def __init__(self, config: SourceConfig) -> None:
         self._consumer = KafkaConsumer(**config.client, group_id=config.group, enable_auto_commit=False)
         self._lock = threading.Lock()
+        self._committed: dict[tuple[str, int], int] = {}
 
     def commit(self, topic: str, partition: int, next_offset: int) -> None:
         with self._lock:
+            if self._committed.get((topic, partition)) == next_offset:
+                return
             self._consumer.commit({TopicPartition(topic, partition): OffsetAndMetadata(next_offset, "", -1)})
+            self._committed[(topic, partition)] = next_offset
 
 
 def _committer(config: SourceConfig) -> _Committer:

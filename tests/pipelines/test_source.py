@@ -8,9 +8,11 @@ from typing import NamedTuple
 import pytest
 import redis
 from apache_beam.utils.timestamp import Timestamp
+from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 
+from clout.connectors.topics import create_topics
 from clout.pipelines.dedup import RecentIds
-from clout.pipelines.source import KafkaPartitionReader, ReadAhead, SourceConfig, _ReadAheadGate
+from clout.pipelines.source import KafkaPartitionReader, PartitionMark, ReadAhead, SourceConfig, _ReadAheadGate
 from clout.settings import Settings
 from clout.store.client import RedisTarget
 from clout.store.layout import KeyLayout
@@ -281,3 +283,24 @@ def test_a_drain_waits_out_a_redis_that_does_not_answer_for_its_patience_only() 
     time.sleep(1.2)
     unreachable.advance()
     assert unreachable.finished
+
+
+def test_finalized_marks_commit_the_newest_offset_to_the_group_once(settings: Settings) -> None:
+    """The real broker: the group's committed offset follows the marks (what Kafka's tools show as lag);
+    a mark with an offset this process already committed sends nothing (the runner finalizes one per
+    bundle, idle or not)."""
+    create_topics(settings)
+    config = SourceConfig(client=settings.kafka_client_config(), topic=settings.topic, group=settings.group,
+                          start_offsets={0: 0}, out_of_orderness_ms=30_000, lateness_ms=600_000)
+    tp = TopicPartition(settings.topic, 0)
+    probe = KafkaConsumer(**settings.kafka_client_config(), group_id=settings.group, enable_auto_commit=False)
+    try:
+        PartitionMark(config, 0, 7).finalize_checkpoint()
+        assert probe.committed(tp) == 7
+        probe.commit({tp: OffsetAndMetadata(3, "", -1)})  # another committer moves the group
+        PartitionMark(config, 0, 7).finalize_checkpoint()  # already committed by this process: not sent
+        assert probe.committed(tp) == 3
+        PartitionMark(config, 0, 9).finalize_checkpoint()
+        assert probe.committed(tp) == 9
+    finally:
+        probe.close()
