@@ -48,6 +48,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -163,16 +164,18 @@ class KafkaSource(UnboundedSource):
             return [self]
         return [KafkaSource(self.config, p) for p in sorted(self.config.start_offsets)]
 
-    def create_reader(self, options: Any, checkpoint_mark: PartitionMark | None) -> KafkaPartitionReader:
+    def create_reader(self, options: Any, checkpoint_mark: PartitionMark | None) -> ReaderLease:
+        """The live reader the bundle before left at `checkpoint_mark` if this process has it, else one
+        rebuilt from the mark (which holds everything that decides what is read and when it is late)."""
         if self.partition is None:
             raise ValueError("KafkaSource must be split into partitions before reading")
         if checkpoint_mark is None:
-            return KafkaPartitionReader(self.config, self.partition, self.config.start_offsets[self.partition])
-        reader = KafkaPartitionReader(self.config, self.partition, checkpoint_mark.next_offset)
-        reader.gate.unsealed = list(checkpoint_mark.unsealed)
-        if checkpoint_mark.seen is not None:
-            reader.max_event_ts, reader.watermark_ms = checkpoint_mark.seen
-        return reader
+            return ReaderLease(KafkaPartitionReader(self.config, self.partition,
+                                                    self.config.start_offsets[self.partition]))
+        live = _HAND_OFF.take(checkpoint_mark)
+        if live is not None:
+            return ReaderLease(live, resumed=True)
+        return ReaderLease(KafkaPartitionReader.from_mark(self.config, checkpoint_mark))
 
     def get_checkpoint_mark_coder(self) -> Coder:
         return PickleCoder()
@@ -203,6 +206,16 @@ class KafkaPartitionReader(UnboundedReader):
         self.connect_after = 0.0
         self.gate = _ReadAheadGate(config.read_ahead)
         self.records_read = Metrics.counter(_NAMESPACE, "records_read")
+        self.lease: ReaderLease | None = None  # the one holder that may drive and close this reader
+        self.offered_as: tuple | None = None  # the mark it is on offer at for the next bundle (_HandOff)
+
+    @classmethod
+    def from_mark(cls, config: SourceConfig, mark: PartitionMark) -> KafkaPartitionReader:
+        reader = cls(config, mark.partition, mark.next_offset)
+        reader.gate.unsealed = list(mark.unsealed)
+        if mark.seen is not None:
+            reader.max_event_ts, reader.watermark_ms = mark.seen
+        return reader
 
     def start(self) -> bool:
         if not self._connect():
@@ -409,6 +422,126 @@ class KafkaPartitionReader(UnboundedReader):
         """No answer from the broker: not idle, so the watermark holds and the run does not finish."""
         self.idle_since = None
         self.end_confirmed_at = None
+
+
+class ReaderLease(UnboundedReader):
+    """What Beam holds of a partition reader: the right to drive it until the next bundle takes it over.
+
+    Beam parks a started reader for the next bundle in a cache of the DoFn instance. A runner that
+    finalizes bundles only at its own checkpoints (Flink, every `--checkpointing_interval`) keeps
+    each such instance busy until then, so the next bundle runs on a new instance with an empty
+    cache: every resume would rebuild the reader, with a new Kafka consumer each time and its clocks
+    (idle since, end confirmed, the watermark hold of the bundle before) reset, so an idle partition
+    never finishes and a stop-with-drain never ends (issue 11). So a reader cut at a checkpoint is
+    also offered to the process (`_HandOff`), and the bundle that resumes from that mark takes it
+    over. The lease it leaves behind, still parked in the old cache, can then neither drive nor
+    close the reader; used after all (a residual resumed twice), it rebuilds from its own last mark,
+    as on a worker that never had the reader. The reader is only ever a cache of what the mark holds.
+    """
+
+    def __init__(self, reader: KafkaPartitionReader, resumed: bool = False) -> None:
+        self.reader = reader
+        self.resumed = resumed  # already started by an earlier bundle: `start()` only reads on
+        self.last_mark: PartitionMark | None = None
+        reader.lease = self
+
+    def _live(self) -> KafkaPartitionReader:
+        if self.reader.lease is not self:
+            if self.last_mark is None:
+                raise RuntimeError("a reader lease was taken over before it cut a checkpoint")
+            self.reader = KafkaPartitionReader.from_mark(self.reader.config, self.last_mark)
+            self.reader.lease, self.resumed = self, False
+        _HAND_OFF.withdraw(self.reader)
+        return self.reader
+
+    def start(self) -> bool:
+        reader = self._live()
+        return reader.advance() if self.resumed else reader.start()
+
+    def advance(self) -> bool:
+        return self._live().advance()
+
+    def get_current(self) -> RecordBatch:
+        return self.reader.get_current()
+
+    def get_current_timestamp(self) -> Timestamp:
+        return self.reader.get_current_timestamp()
+
+    def get_watermark(self) -> Timestamp:
+        return self.reader.get_watermark()
+
+    def get_checkpoint_mark(self) -> PartitionMark:
+        reader = self._live()
+        self.last_mark = reader.get_checkpoint_mark()
+        if not reader.finished:
+            _HAND_OFF.offer(self.last_mark, reader)
+        return self.last_mark
+
+    def close(self) -> None:
+        if _HAND_OFF.release(self.reader, self):
+            self.reader.close()
+
+
+def _mark_key(mark: PartitionMark) -> tuple:
+    return mark.config.topic, mark.config.group, mark.partition, mark.next_offset, mark.unsealed, mark.seen
+
+
+class _HandOff:
+    """Readers cut at a checkpoint, each until the bundle that resumes from that mark takes it over or
+    its holder uses it again; dropped (not closed: the lease still parked in Beam's cache closes it)
+    after `keep_s` or beyond `max_size`. One per worker process."""
+
+    def __init__(self, keep_s: float = 60.0, max_size: int = 256) -> None:
+        self.keep_s, self.max_size = keep_s, max_size
+        self._lock = threading.Lock()
+        self._offered: OrderedDict[tuple, tuple[KafkaPartitionReader, float]] = OrderedDict()
+
+    def offer(self, mark: PartitionMark, reader: KafkaPartitionReader) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._drop(reader)
+            reader.offered_as = _mark_key(mark)
+            self._offered[reader.offered_as] = (reader, now)
+            while self._offered and (len(self._offered) > self.max_size
+                                     or next(iter(self._offered.values()))[1] < now - self.keep_s):
+                _, (dropped, _) = self._offered.popitem(last=False)
+                dropped.offered_as = None
+
+    def take(self, mark: PartitionMark) -> KafkaPartitionReader | None:
+        """The reader left at exactly `mark`, now the caller's to lease; None if this process has none."""
+        with self._lock:
+            reader, _ = self._offered.pop(_mark_key(mark), (None, 0.0))
+            if reader is None:
+                return None
+            reader.offered_as = None
+            if reader.lease is None or reader.config != mark.config:
+                return None
+            reader.lease = None  # the old lease's hold ends here; the new lease takes it next
+            return reader
+
+    def withdraw(self, reader: KafkaPartitionReader) -> None:
+        """The holder reads on: the offered mark is no longer where the reader stands."""
+        if reader.offered_as is not None:
+            with self._lock:
+                self._drop(reader)
+
+    def release(self, reader: KafkaPartitionReader, lease: ReaderLease) -> bool:
+        """Whether `lease` still holds `reader` (so closing it is the lease's to do); it then holds no more."""
+        with self._lock:
+            if reader.lease is not lease:
+                return False
+            reader.lease = None
+            self._drop(reader)
+            return True
+
+    def _drop(self, reader: KafkaPartitionReader) -> None:
+        """Under the lock: `reader` is no longer on offer."""
+        key, reader.offered_as = reader.offered_as, None
+        if key is not None and self._offered.get(key, (None, 0.0))[0] is reader:
+            del self._offered[key]
+
+
+_HAND_OFF = _HandOff()
 
 
 class Progress(NamedTuple):

@@ -1,5 +1,6 @@
 """Kafka -> Beam on a real Flink session cluster (parallelism 2, two Python worker processes) -> Redis,
-checked against the independent recount; a SIGKILL of the TaskManager mid-stream (skipped: see its mark).
+checked against the independent recount; a SIGKILL of the TaskManager mid-stream, then a new
+TaskManager and a second run on the same group, compared key by key with the uninterrupted run.
 
 The replay is Higgs's first two days of event time (20,288 events; the busy days after them would
 take the Flink runs past CI's budget): `clout run --flink --stop-when-idle`, exactly as a user runs it.
@@ -37,12 +38,7 @@ from test_end_to_end import HIGGS_KIND, finish, publish
 from clout.local import flink, stack
 from clout.settings import Settings
 
-# Opt-in (CLOUT_TEST_FLINK=1): on the local cluster a job started soon after another now and then never gets a
-# second bundle (the 2.62 runner with the 2.77 SDK; see the README's Flink section), and a stalled job would
-# hold CI for the whole 600 s timeout and fail it. The stack tests (tests/local) always run.
-pytestmark = [pytest.mark.servers, pytest.mark.slow,
-              pytest.mark.skipif(os.environ.get("CLOUT_TEST_FLINK") != "1",
-                                 reason="Flink end to end is opt-in: CLOUT_TEST_FLINK=1 (a known runner stall)")]
+pytestmark = [pytest.mark.servers, pytest.mark.slow]
 DAYS = 2
 
 
@@ -135,9 +131,6 @@ def test_flink_used_two_python_worker_processes(flink_run: tuple[Settings, str, 
     assert any(len(workers) >= 2 for workers in jobs.values()), ids
 
 
-@pytest.mark.skip(reason="issue 11, open: on the local cluster every other job never reads (Flink never resumes "
-                         "the Kafka SDF after its first bundle; the Python workers sit idle), so the run after the "
-                         "reference one stalls; the restart path itself is not yet shown to hold on Flink")
 def test_sigkill_of_the_taskmanager_then_restart_equals_an_uninterrupted_run(
         flink_run: tuple[Settings, str, redis.Redis], higgs_days: tuple[Settings, list[Interaction]],
         redis_client: redis.Redis, settings: Settings) -> None:

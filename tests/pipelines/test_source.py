@@ -171,9 +171,63 @@ def test_a_reader_rebuilt_from_its_checkpoint_judges_lateness_as_the_one_before(
     r.idle_since = time.monotonic() - 3_600
     reported = r.get_watermark()
     mark = r.get_checkpoint_mark()
-    rebuilt = KafkaSource(r.config, 0).create_reader(None, mark)
+    rebuilt = KafkaSource(r.config, 0).create_reader(None, mark).reader
+    assert rebuilt is not r  # r was never leased, so never on offer: rebuilt from the mark alone
     assert rebuilt.max_event_ts == base and rebuilt.watermark_ms == reported.micros // 1000
     assert rebuilt._raw(Record(1, base, b"", [])).late_by_ms > 0
+
+
+def resumed_from(mark: PartitionMark, config: SourceConfig) -> KafkaPartitionReader:
+    """What a later bundle's tracker gets for `mark` (its own `create_reader`), as Beam decodes the mark."""
+    from apache_beam.coders import PickleCoder
+
+    from clout.pipelines.source import KafkaSource
+
+    coder = PickleCoder()
+    return KafkaSource(config, 0).create_reader(None, coder.decode(coder.encode(mark)))
+
+
+def test_the_next_bundle_takes_over_the_live_reader_and_the_lease_left_behind_cannot_close_it() -> None:
+    """Flink keeps each bundle's DoFn instance (and Beam's reader cache in it) until its checkpoint, so
+    the next bundle would otherwise rebuild the reader and lose its idle clock (issue 11's drain)."""
+    from clout.pipelines.source import ReaderLease
+
+    config = reader().config
+    first = ReaderLease(KafkaPartitionReader(config, 0, 0))
+    first.reader.idle_since = idle_since = time.monotonic() - 5
+    mark = first.get_checkpoint_mark()
+    second = resumed_from(mark, config)
+    assert second.reader is first.reader and second.resumed and second.reader.idle_since == idle_since
+    first.reader.consumer = consumer = object()
+    first.close()  # the old instance's cache evicting its parked lease
+    assert second.reader.consumer is consumer and second.reader.lease is second
+    assert resumed_from(mark, config).reader is not second.reader  # taken once only
+
+
+def test_a_lease_used_after_its_reader_was_taken_over_rebuilds_from_its_own_mark() -> None:
+    from clout.pipelines.source import ReaderLease
+
+    config = reader().config
+    first = ReaderLease(KafkaPartitionReader(config, 0, 40))
+    mark = first.get_checkpoint_mark()
+    second = resumed_from(mark, config)
+    second.reader.next_offset = 90  # read on by the bundle that took it over
+    second.reader.advance = lambda timeout_ms=0: False  # no broker here
+    rebuilt = first._live()
+    assert rebuilt is not second.reader and rebuilt.next_offset == 40 and rebuilt.lease is first
+
+
+def test_a_reader_is_not_handed_on_once_its_holder_reads_on_nor_once_finished() -> None:
+    from clout.pipelines.source import ReaderLease
+
+    config = reader().config
+    lease = ReaderLease(KafkaPartitionReader(config, 0, 0))
+    lease.reader.advance = lambda timeout_ms=0: False
+    mark = lease.get_checkpoint_mark()
+    lease.advance()  # Beam's own cache gave the lease back to the next bundle: it reads on from here
+    assert resumed_from(mark, config).reader is not lease.reader
+    lease.reader.finished = True
+    assert resumed_from(lease.get_checkpoint_mark(), config).reader is not lease.reader
 
 
 def gated_reader(settings: Settings, stop_when_idle_s: float = 60.0) -> KafkaPartitionReader:
