@@ -9,7 +9,8 @@ end if started here. It publishes the first D days of Higgs (default 2: 20,288 e
 topic, then runs `clout run --from-beginning --stop-when-idle 3` on Prism, `clout run --flink
 --parallelism=1 --sdk_worker_parallelism=1` and `clout run --flink` (parallelism 2, two Python
 workers), each on a fresh group, and prints events/s over each run's wall time less the idle wait, the
-Flink job's own duration, and the CPU seconds of each Python SDK worker process (children of the pool).
+Flink job's own duration, the CPU seconds of each Python SDK worker process (children of the pool), and
+those of the TaskManager, JobManager and job server JVMs during the run.
 """
 
 from __future__ import annotations
@@ -64,10 +65,12 @@ def main(argv: list[str] | None = None) -> int:
             stack.down(settings, say=lambda line: print(f"stack: {line}", file=sys.stderr), flink=True)
     print(f"\nHiggs first {args.days} day(s): {events:,} events; {os.cpu_count()} CPUs, "
           f"1-min load {os.getloadavg()[0]:.1f} at the end (shared machine)")
-    print(f"{'runner':<10} {'wall s':>7} {'events/s':>9} {'flink job s':>11}  Python worker CPU s")
-    for label, wall, job_s, cpu in rows:
+    print(f"{'runner':<10} {'wall s':>7} {'events/s':>9} {'flink job s':>11}  {'Python worker CPU s':<20}"
+          f"  JVM CPU s (TaskManager, JobManager, job server)")
+    for label, wall, job_s, cpu, jvm in rows:
         workers = ", ".join(f"{c:.1f}" for c in cpu) or "-"
-        print(f"{label:<10} {wall:7.1f} {events / wall:9,.0f} {job_s or '-':>11}  {workers}")
+        jvms = ", ".join(f"{c:.1f}" for c in jvm) or "-"
+        print(f"{label:<10} {wall:7.1f} {events / wall:9,.0f} {job_s or '-':>11}  {workers:<20}  {jvms}")
     return 0
 
 
@@ -90,7 +93,8 @@ def publish_days(settings: Settings, path: Path, days: int) -> int:
     return len(lines)
 
 
-def measure(settings: Settings, label: str, events: int, flags: list[str]) -> tuple[str, float, int | None, list]:
+def measure(settings: Settings, label: str, events: int,
+            flags: list[str]) -> tuple[str, float, int | None, list[float], list[float]]:
     tag = uuid.uuid4().hex[:8]
     names = {"CLOUT_KAFKA_BOOTSTRAP": settings.kafka_bootstrap, "CLOUT_REDIS_URL": settings.redis_url,
              "CLOUT_TOPIC": settings.topic, "CLOUT_DLQ_TOPIC": settings.dlq_topic,
@@ -100,11 +104,13 @@ def measure(settings: Settings, label: str, events: int, flags: list[str]) -> tu
     sampler = WorkerCpu(settings) if flags else None
     if sampler:
         sampler.start()
+    jvm_before = jvm_cpu(settings)
     started = time.perf_counter()
     run = subprocess.run([sys.executable, "-m", "clout.cli", "run", "--from-beginning", "--stop-when-idle",
                           str(IDLE_S), *flags], env={**os.environ, **names}, capture_output=True, text=True)
     wall = time.perf_counter() - started - IDLE_S
     cpu = sampler.stop() if sampler else []
+    jvm = [after - jvm_before.get(name, 0.0) for name, after in jvm_cpu(settings).items()] if flags else []
     if run.returncode != 0 or f"events_valid {events:,}" not in run.stderr + run.stdout:
         raise SystemExit(f"{label}: run failed or miscounted:\n{(run.stderr + run.stdout)[-3000:]}")
     job_s = None
@@ -113,7 +119,7 @@ def measure(settings: Settings, label: str, events: int, flags: list[str]) -> tu
                     if f"bench{tag}" in j["name"]]
         job_s = round(finished[0]["duration"] / 1000) if finished else None
     print(f"{label}: {wall:.1f} s", file=sys.stderr, flush=True)
-    return label, wall, job_s, cpu
+    return label, wall, job_s, cpu, jvm
 
 
 class WorkerCpu(threading.Thread):
@@ -134,11 +140,23 @@ class WorkerCpu(threading.Thread):
     def run(self) -> None:
         while not self._done.wait(0.5):
             for pid in children(self.pool_pid):
-                try:
-                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                except OSError:
-                    continue
-                self.seen[pid] = (int(fields[11]) + int(fields[12])) / TICKS
+                if seconds := cpu_seconds(pid):
+                    self.seen[pid] = seconds
+
+
+def jvm_cpu(settings: Settings) -> dict[str, float]:
+    """CPU seconds so far of the TaskManager, the JobManager and the job server, in that order."""
+    names = ("flink-taskmanager", "flink-jobmanager", "flink-job-server")
+    servers = {s.name: s for s in flink.flink_servers(settings)}
+    return {name: cpu_seconds(stack.running_pid(servers[name])) for name in names}
+
+
+def cpu_seconds(pid: int | None) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, TypeError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def children(pid: int | None) -> list[int]:

@@ -31,6 +31,7 @@ from clout.settings import Settings
 FLINK_VERSION = "1.19.0"
 BEAM_RUNNER_VERSION = "2.62.0"
 SLOTS = 2
+TASKMANAGER_ID_FILE = "taskmanager.id"  # the resource id of the TaskManager started last, to know it registered
 Say = Callable[[str], None]
 FLINK_DIR = Path(__file__).resolve().parent / "flink"  # the pom and log4j config, as package data
 JOB_SERVER_MAIN = "org.apache.beam.runners.flink.FlinkJobServerDriver"
@@ -101,8 +102,11 @@ def flink_servers(settings: Settings) -> list:
 
     def taskmanager() -> list[str]:
         jvm, dynamic = _taskmanager_resources(settings, conf)
+        resource_id = f"clout-taskmanager-{time.time_ns()}"
+        (home / TASKMANAGER_ID_FILE).write_text(resource_id)
         return java("taskmanager", "org.apache.flink.runtime.taskexecutor.TaskManagerRunner",
-                    "--configDir", str(conf), *dynamic, jvm=tuple(jvm))
+                    "--configDir", str(conf), *dynamic, "-D", f"taskmanager.resource-id={resource_id}",
+                    jvm=tuple(jvm))
 
     job_port = settings.flink_job_server_port
     return [
@@ -111,7 +115,7 @@ def flink_servers(settings: Settings) -> list:
                             "--configDir", str(conf), "--executionMode", "cluster", jvm=("-Xmx768m",)),
                prepare, lambda: _rest(settings, "/overview") is not None),
         Server("flink-taskmanager", settings.flink_rest_port, state, taskmanager, prepare,
-               lambda: (_rest(settings, "/overview") or {}).get("slots-total", 0) >= SLOTS),
+               lambda: _only_our_taskmanager_registered(settings, home / TASKMANAGER_ID_FILE)),
         Server("flink-job-server", job_port, state,
                lambda: ["java", "-Xmx512m", f"-Dlog4j.configurationFile={conf / 'log4j2.properties'}",
                         f"-Dclout.flink.log={home / 'job-server.log'}", "-jar", str(job_server_jar(settings)),
@@ -174,6 +178,21 @@ def _taskmanager_resources(settings: Settings, conf: Path) -> tuple[list[str], l
         raise StackError(f"Flink could not compute the TaskManager's memory (exit {result.returncode}):\n"
                          f"{result.stdout[-1500:]}{result.stderr[-1500:]}")
     return found[0].split(), found[1].split()
+
+
+def _only_our_taskmanager_registered(settings: Settings, id_file: Path) -> bool:
+    """The TaskManager we started last has registered its slots, and no other is listed.
+
+    After a TaskManager is killed the JobManager lists it, slots and all, until its heartbeat times
+    out; counting slots would call the stack ready before the new one joins, and a job submitted then
+    could be scheduled on the dead one.
+    """
+    try:
+        ours = id_file.read_text().strip()
+    except OSError:
+        return False
+    listed = (_rest(settings, "/taskmanagers") or {}).get("taskmanagers", [])
+    return [(tm.get("id"), tm.get("slotsNumber", 0) >= SLOTS) for tm in listed] == [(ours, True)]
 
 
 def _rest(settings: Settings, path: str) -> dict | None:
