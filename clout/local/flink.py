@@ -215,6 +215,13 @@ def running_jobs(settings: Settings) -> list[dict]:
     return [{"id": j["jid"], "name": j["name"], "state": j["state"]} for j in jobs if j["state"] == "RUNNING"]
 
 
+def job_vertices(settings: Settings, job_id: str) -> list[dict]:
+    """Each vertex of a job with its status and records read and written: where a stuck job stands."""
+    vertices = (_rest(settings, f"/jobs/{job_id}") or {}).get("vertices", [])
+    return [{"name": v["name"], "status": v["status"], "read": v["metrics"].get("read-records"),
+             "written": v["metrics"].get("write-records")} for v in vertices]
+
+
 def cancel_job(settings: Settings, job_id: str) -> None:
     request = urllib.request.Request(f"http://127.0.0.1:{settings.flink_rest_port}/jobs/{job_id}?mode=cancel",
                                      method="PATCH")

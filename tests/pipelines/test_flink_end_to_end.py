@@ -131,18 +131,33 @@ def test_flink_used_two_python_worker_processes(flink_run: tuple[Settings, str, 
     assert any(len(workers) >= 2 for workers in jobs.values()), ids
 
 
+def wait_until_scored(run: subprocess.Popen, settings: Settings, client: redis.Redis, windows: int,
+                      timeout_s: float) -> None:
+    """Until `windows` windows are scored; if not in time, the run and its Flink job are stopped (not
+    left running into later tests) and the failure shows the job's vertices and the run's output."""
+    deadline = time.monotonic() + timeout_s
+    while client.zcard(f"{settings.key_prefix}:v1:scored") < windows:
+        problem = ("the pipeline finished before it could be killed mid-stream" if run.poll() is not None
+                   else f"fewer than {windows} windows scored in {timeout_s:.0f} s" if time.monotonic() > deadline
+                   else None)
+        if problem:
+            jobs = [flink.job_vertices(settings, job["id"]) for job in flink.running_jobs(settings)]
+            for job in flink.running_jobs(settings):
+                flink.cancel_job(settings, job["id"])
+            if run.poll() is None:
+                os.killpg(run.pid, signal.SIGKILL)
+            output, _ = run.communicate()
+            pytest.fail(f"{problem}; running jobs: {jobs}; clout run said:\n{output[-3000:]}")
+        time.sleep(0.2)
+
+
 def test_sigkill_of_the_taskmanager_then_restart_equals_an_uninterrupted_run(
         flink_run: tuple[Settings, str, redis.Redis], higgs_days: tuple[Settings, list[Interaction]],
         redis_client: redis.Redis, settings: Settings) -> None:
     topic_settings, raw = higgs_days
     mine = topic_settings.replace(group=settings.group, key_prefix=settings.key_prefix)
     first = start_flink_run(mine)
-    scored_key = f"{mine.key_prefix}:v1:scored"
-    deadline = time.monotonic() + 400
-    while redis_client.zcard(scored_key) < 60:
-        assert first.poll() is None, "the pipeline finished before it could be killed mid-stream"
-        assert time.monotonic() < deadline, "no windows scored within the deadline"
-        time.sleep(0.2)
+    wait_until_scored(first, mine, redis_client, windows=60, timeout_s=400)
     taskmanager = next(s for s in flink.flink_servers(mine) if s.name == "flink-taskmanager")
     os.kill(stack.running_pid(taskmanager), signal.SIGKILL)  # the TaskManager, and with it the job, mid-stream
     os.killpg(first.pid, signal.SIGKILL)
