@@ -160,6 +160,9 @@ def test_sigkill_of_the_taskmanager_then_restart_equals_an_uninterrupted_run(
     wait_until_scored(first, mine, redis_client, windows=60, timeout_s=400)
     taskmanager = next(s for s in flink.flink_servers(mine) if s.name == "flink-taskmanager")
     os.kill(stack.running_pid(taskmanager), signal.SIGKILL)  # the TaskManager, and with it the job, mid-stream
+    gone_by = time.monotonic() + 30
+    while stack.running_pid(taskmanager) and time.monotonic() < gone_by:  # a JVM takes a moment to die;
+        time.sleep(0.1)  # until then `stack up` would take it for running and start no new one
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
     for job in flink.running_jobs(mine):
