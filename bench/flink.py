@@ -104,7 +104,7 @@ def measure(settings: Settings, label: str, events: int,
     sampler = WorkerCpu(settings) if flags else None
     if sampler:
         sampler.start()
-    jvm_before = jvm_cpu(settings)
+    jvm_before = jvm_cpu(settings) if flags else {}
     started = time.perf_counter()
     run = subprocess.run([sys.executable, "-m", "clout.cli", "run", "--from-beginning", "--stop-when-idle",
                           str(IDLE_S), *flags], env={**os.environ, **names}, capture_output=True, text=True)
@@ -152,9 +152,12 @@ def jvm_cpu(settings: Settings) -> dict[str, float]:
 
 
 def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of a process so far; 0 for one that is not running."""
+    if pid is None:
+        return 0.0
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, TypeError):
+    except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / TICKS
 

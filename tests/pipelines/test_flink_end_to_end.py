@@ -141,8 +141,9 @@ def wait_until_scored(run: subprocess.Popen, settings: Settings, client: redis.R
                    else f"fewer than {windows} windows scored in {timeout_s:.0f} s" if time.monotonic() > deadline
                    else None)
         if problem:
-            jobs = [flink.job_vertices(settings, job["id"]) for job in flink.running_jobs(settings)]
-            for job in flink.running_jobs(settings):
+            running = flink.running_jobs(settings)
+            jobs = [flink.job_vertices(settings, job["id"]) for job in running]
+            for job in running:
                 flink.cancel_job(settings, job["id"])
             if run.poll() is None:
                 os.killpg(run.pid, signal.SIGKILL)
