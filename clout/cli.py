@@ -308,28 +308,55 @@ def _add_pipeline_commands(commands: argparse._SubParsersAction, common: argpars
 
 
 def _on_flink_if_asked(handler: Handler) -> Handler:
-    """`clout run --flink`: the local cluster's Beam options first, so any --option given after them wins."""
+    """`clout run --flink`: the local cluster's Beam options first, so any --option given after them
+    wins; a job that starts stuck (flink.StartWatch) is cancelled and submitted again."""
 
     def run(args: argparse.Namespace, settings: Settings) -> int:
         if not args.flink:
             return handler(args, settings)
-        import uuid
-
-        from clout.local.flink import DrainWhenRead, flink_beam_args, require_running
+        from clout.local.flink import START_ATTEMPTS, require_running
 
         require_running(settings)
-        job_name = f"clout-{settings.group}-{uuid.uuid4().hex[:8]}"
-        args.extra = [*flink_beam_args(settings, job_name), *args.extra]
-        drain = DrainWhenRead(settings, job_name, args.stop_when_idle) if args.stop_when_idle is not None else None
-        if drain:
-            drain.start()
-        try:
-            return handler(args, settings)
-        finally:
-            if drain:
-                drain.stop()
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                return _run_on_flink(handler, args, settings)
+            except _StuckStart:
+                print(f"clout run: submitting again (attempt {attempt + 1} of {START_ATTEMPTS})"
+                      if attempt < START_ATTEMPTS else "clout run: every attempt started stuck",
+                      file=sys.stderr, flush=True)
+        raise SystemExit(f"clout run: the Flink job read nothing in {START_ATTEMPTS} starts; see the "
+                         "TaskManager's log in the stack's state directory")
 
     return run
+
+
+class _StuckStart(Exception):
+    """The Flink job was cancelled by its start watch."""
+
+
+def _run_on_flink(handler: Handler, args: argparse.Namespace, settings: Settings) -> int:
+    import uuid
+
+    from clout.local.flink import DrainWhenRead, StartWatch, flink_beam_args
+
+    job_name = f"clout-{settings.group}-{uuid.uuid4().hex[:8]}"
+    watch = StartWatch(settings, job_name)
+    attempt = argparse.Namespace(**vars(args))
+    attempt.extra = [*flink_beam_args(settings, job_name), *args.extra]
+    attempt.on_plan = lambda plan: watch.begin(plan.start_offsets)
+    drain = DrainWhenRead(settings, job_name, args.stop_when_idle) if args.stop_when_idle is not None else None
+    if drain:
+        drain.start()
+    try:
+        return handler(attempt, settings)
+    except RuntimeError:
+        if watch.cancelled.is_set():
+            raise _StuckStart() from None
+        raise
+    finally:
+        watch.stop()
+        if drain:
+            drain.stop()
 
 
 def _add_serve_command(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

@@ -73,7 +73,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         stop_when_idle_s=args.stop_when_idle, out_of_orderness_s=args.out_of_orderness,
         idle_after_s=args.idle_after, dedup_horizon_s=args.dedup_horizon, read_ahead_s=args.read_ahead,
         beam_args=tuple(args.extra))
-    run(settings, config)
+    run(settings, config, on_plan=getattr(args, "on_plan", None))
     return 0
 
 

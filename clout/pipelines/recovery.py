@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import apache_beam as beam
@@ -48,8 +49,14 @@ class StartPlan:
                     f"beginning of the topic, offsets {self.start_offsets}")
         if not self.resumed:
             return f"fresh start at offsets {self.start_offsets}"
-        return (f"resuming: results complete up to {self.sealed_ms}, recomputing windows from {self.horizon_ms}, "
-                f"offsets {self.start_offsets}")
+        if self.sealed_ms is None:
+            return f"resuming before any result was final: every window again, offsets {self.start_offsets}"
+        return (f"resuming: results complete up to {_utc_text(self.sealed_ms)}, recomputing windows from "
+                f"{_utc_text(self.horizon_ms)}, offsets {self.start_offsets}")
+
+
+def _utc_text(ms: int | None) -> str:
+    return "none" if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 class RedisLost(RuntimeError):

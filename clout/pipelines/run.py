@@ -122,8 +122,10 @@ def pipeline_options(settings: Settings, beam_args: Sequence[str]) -> PipelineOp
     return PipelineOptions(args)
 
 
-def run(settings: Settings, config: RunConfig, progress_interval: float = 5.0) -> dict[str, int]:
-    """Plan the start, run to completion (or Ctrl-C), print progress and a summary of Beam counters."""
+def run(settings: Settings, config: RunConfig, progress_interval: float = 5.0,
+        on_plan: Callable[[StartPlan], Any] | None = None) -> dict[str, int]:
+    """Plan the start, run to completion (or Ctrl-C), print progress and a summary of Beam counters.
+    `on_plan` hears the plan just before the job is submitted (what a watch on the job needs)."""
     # kafka-python 3 warns whenever its I/O loop waits on the GIL, which a busy pipeline always does.
     logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)
     noise = hold_back_runner_gone_noise()
@@ -133,6 +135,8 @@ def run(settings: Settings, config: RunConfig, progress_interval: float = 5.0) -
                           settings.topic, settings.group, config.policy, config.from_beginning, config.reset,
                           config.context_ms, group_committed=_group_committed(settings))
         print(f"clout run: {plan.describe()}", file=sys.stderr, flush=True)
+        if on_plan is not None:
+            on_plan(plan)
         pipeline = beam.Pipeline(options=pipeline_options(settings, config.beam_args))
         build_pipeline(pipeline, settings, config, plan)
         result = pipeline.run()

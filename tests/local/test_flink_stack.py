@@ -45,3 +45,37 @@ def test_the_job_server_jar_names_its_runner_jars(flink_settings: Settings) -> N
     listed = manifest.split("Class-Path: ")[1].split()
     assert any(name.startswith("beam-runners-flink-1.19") for name in listed)
     assert all((flink.flink_libs(flink_settings) / name).exists() for name in listed)
+
+
+def test_a_job_that_reads_nothing_with_records_waiting_is_cancelled(flink_settings: Settings, settings: Settings
+                                                                     ) -> None:
+    """What a stuck start looks like from outside (RUNNING, checkpointing, no record moved, records
+    waiting), made on purpose with a job that reads nothing: the watch cancels it, and Beam's wait ends
+    in the RuntimeError on which `clout run --flink` submits again."""
+    import uuid
+
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from kafka import KafkaProducer
+
+    from clout.connectors.topics import create_topics
+
+    watched = flink_settings.replace(topic=settings.topic)
+    create_topics(watched, partitions=1)
+    producer = KafkaProducer(**watched.kafka_client_config())
+    producer.send(watched.topic, b"{}").get(timeout=30)
+    producer.close()
+    job_name = f"clout-stuck-{uuid.uuid4().hex[:8]}"
+    options = PipelineOptions([*flink.flink_beam_args(watched, job_name), "--streaming"])
+    pipeline = beam.Pipeline(options=options)
+    _ = pipeline | beam.Impulse() | beam.FlatMap(lambda _: [])
+    watch = flink.StartWatch(watched, job_name, after_s=5, poll_s=1)
+    watch.begin({0: 0})
+    try:
+        result = pipeline.run()
+        with pytest.raises(RuntimeError, match="Job was cancelled"):  # FAILED, as Beam 2.62 says
+            result.wait_until_finish(duration=180_000)
+            raise AssertionError(f"the job was not cancelled: {result.state}")
+    finally:
+        watch.stop()
+    assert watch.cancelled.is_set()
