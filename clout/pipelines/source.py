@@ -159,6 +159,15 @@ class KafkaSource(UnboundedSource):
         self.config = config
         self.partition = partition
 
+    def __eq__(self, other: object) -> bool:
+        """Equal sources read the same. Beam's source coder memoizes by equality, and a resumed
+        restriction's source is a new object each bundle: without this, every resumption pickled and
+        bz2-compressed the source anew (about 3 % of the worker's CPU in the bench profile)."""
+        return isinstance(other, KafkaSource) and (self.partition, self.config) == (other.partition, other.config)
+
+    def __hash__(self) -> int:
+        return hash((self.config.topic, self.config.group, self.partition))
+
     def split(self, desired_num_splits: int, options: Any = None) -> Iterable[KafkaSource]:
         if self.partition is not None:
             return [self]
