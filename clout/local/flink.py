@@ -215,6 +215,11 @@ def running_jobs(settings: Settings) -> list[dict]:
     return [{"id": j["jid"], "name": j["name"], "state": j["state"]} for j in jobs if j["state"] == "RUNNING"]
 
 
+def running_job_named(settings: Settings, job_name: str) -> str | None:
+    """The id of the running job whose name holds `job_name` (Beam appends a suffix of its own)."""
+    return next((j["id"] for j in running_jobs(settings) if job_name in j["name"]), None)
+
+
 def job_vertices(settings: Settings, job_id: str) -> list[dict]:
     """Each vertex of a job with its status and records read and written: where a stuck job stands."""
     vertices = (_rest(settings, f"/jobs/{job_id}") or {}).get("vertices", [])
@@ -292,7 +297,7 @@ class DrainWhenRead(threading.Thread):
         try:
             read_since: float | None = None
             while not self._stop_event.wait(self.poll_s):
-                job = self._job()
+                job = running_job_named(self.settings, self.job_name)
                 done = job is not None and self._checkpoints(job) >= 2 and self._all_committed(consumer)
                 read_since = (read_since or time.monotonic()) if done else None
                 if job is not None and read_since is not None and time.monotonic() - read_since >= self.idle_s:
@@ -300,9 +305,6 @@ class DrainWhenRead(threading.Thread):
                     return
         finally:
             consumer.close()
-
-    def _job(self) -> str | None:
-        return next((j["id"] for j in running_jobs(self.settings) if self.job_name in j["name"]), None)
 
     def _checkpoints(self, job: str) -> int:
         counts = (_rest(self.settings, f"/jobs/{job}/checkpoints") or {}).get("counts", {})
@@ -370,7 +372,7 @@ class StartWatch(threading.Thread):
         try:
             running_since: float | None = None
             while not self._stop_event.wait(self.poll_s):
-                job = next((j["id"] for j in running_jobs(self.settings) if self.job_name in j["name"]), None)
+                job = running_job_named(self.settings, self.job_name)
                 if job is None:
                     continue
                 running_since = running_since or time.monotonic()
