@@ -321,6 +321,8 @@ def _on_flink_if_asked(handler: Handler) -> Handler:
             try:
                 return _run_on_flink(handler, args, settings)
             except _StuckStart:
+                # Resumed from the plan the stuck job recorded: a --reset again would skip what came since.
+                args = argparse.Namespace(**{**vars(args), "reset": False})
                 print(f"clout run: submitting again (attempt {attempt + 1} of {START_ATTEMPTS})"
                       if attempt < START_ATTEMPTS else "clout run: every attempt started stuck",
                       file=sys.stderr, flush=True)
