@@ -377,9 +377,12 @@ class StartWatch(threading.Thread):
                     continue
                 running_since = running_since or time.monotonic()
                 vertices = job_vertices(self.settings, job)
+                running_for_s = time.monotonic() - running_since
                 if records_moved(vertices):
                     return
-                if started_stuck(vertices, self._backlog(consumer), time.monotonic() - running_since, self.after_s):
+                if running_for_s < self.after_s:
+                    continue  # Kafka is asked for the backlog only once a stuck start is possible
+                if started_stuck(vertices, self._backlog(consumer), running_for_s, self.after_s):
                     print(f"clout run: Flink job {job} has read nothing in {self.after_s:g} s with records "
                           "waiting (a stuck start); cancelling it to submit it again", file=sys.stderr, flush=True)
                     self.cancelled.set()

@@ -51,12 +51,13 @@ class StartPlan:
             return f"fresh start at offsets {self.start_offsets}"
         if self.sealed_ms is None:
             return f"resuming before any result was final: every window again, offsets {self.start_offsets}"
-        return (f"resuming: results complete up to {_utc_text(self.sealed_ms)}, recomputing windows from "
-                f"{_utc_text(self.horizon_ms)}, offsets {self.start_offsets}")
+        return (f"resuming: results complete up to {utc_minute(self.sealed_ms)}, recomputing windows from "
+                f"{utc_minute(self.horizon_ms)}, offsets {self.start_offsets}")
 
 
-def _utc_text(ms: int | None) -> str:
-    return "none" if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+def utc_minute(ms: int) -> str:
+    """An event time (ms) as people read it in progress lines: to the minute, in UTC."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 class RedisLost(RuntimeError):

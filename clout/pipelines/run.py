@@ -9,7 +9,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import apache_beam as beam
@@ -26,7 +25,15 @@ from clout.local.stack import install_prism
 from clout.model.windows import WindowPolicy
 from clout.pipelines.aggregates import EngagementCounts
 from clout.pipelines.interactions import ReadInteractions
-from clout.pipelines.recovery import RecordProgress, RedisLost, StartPlan, lost_message, plan_start, progress_intact
+from clout.pipelines.recovery import (
+    RecordProgress,
+    RedisLost,
+    StartPlan,
+    lost_message,
+    plan_start,
+    progress_intact,
+    utc_minute,
+)
 from clout.pipelines.runner_noise import hold_back_runner_gone_noise
 from clout.pipelines.sink import WriteWindowTotals
 from clout.pipelines.source import ReadAhead, SourceConfig
@@ -251,10 +258,6 @@ class _LagReporter(threading.Thread):
             sealed = self._redis.hget(layout.progress(self.settings.group), "sealed_ms")
         except RedisError as error:
             return f"Redis unavailable ({type(error).__name__})"
-        newest = _utc(int(scored[0][1]) * 1000) if scored else "none yet"
-        final = _utc(int(sealed)) if sealed else "none yet"
+        newest = utc_minute(int(scored[0][1]) * 1000) if scored else "none yet"
+        final = utc_minute(int(sealed)) if sealed else "none yet"
         return f"newest scored window ends {newest}, results final up to {final}"
-
-
-def _utc(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
