@@ -22,7 +22,7 @@ HIGGS = DATA / "higgs-twitter" / "higgs-activity_time.txt.gz"
 # CLOUT_TEST_PORT_OFFSET moves the whole test stack, so two checkouts can run their tests side by side.
 _OFFSET = int(os.environ.get("CLOUT_TEST_PORT_OFFSET", "0"))
 TEST_PORTS = {"kafka_port": 29092 + _OFFSET, "kafka_controller_port": 29093 + _OFFSET, "redis_port": 26379 + _OFFSET}
-# The test Redis Cluster's three masters (their cluster bus ports are these + 10000).
+# The test Redis Cluster's three masters (their cluster bus ports are these - 10000: tests/redis_cluster.py).
 REDIS_CLUSTER_PORT = 27379 + _OFFSET
 # The test Flink stack's ports, away from the defaults (8081, 6123, 8099 to 8101, 50000).
 FLINK_TEST_PORTS = {"flink_rest_port": 28081 + _OFFSET, "flink_rpc_port": 26123 + _OFFSET,

@@ -17,7 +17,8 @@ from clout.local.stack import install_redis
 MASTERS = 3
 
 
-def _wait(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+def _wait(check: Callable[[], bool], what: str, timeout: float = 30.0, gone: subprocess.Popen | None = None,
+          log: Path | None = None) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -25,15 +26,23 @@ def _wait(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
                 return
         except (redis.RedisError, OSError):
             pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the test Redis Cluster did not come up: {what}")
+        if time.monotonic() > deadline or (gone is not None and gone.poll() is not None):
+            tail = log.read_text()[-1500:] if log is not None and log.exists() else ""
+            raise RuntimeError(f"the test Redis Cluster did not come up: {what}\n{tail}")
         time.sleep(0.1)
+
+
+def bus_port(port: int) -> int:
+    """The node's cluster bus port: below the kernel's ephemeral range (32768-60999), where Redis's
+    default (port + 10000) would lie and a client connection's local port can take it first."""
+    return port - 10000
 
 
 def _node(port: int, home: Path) -> subprocess.Popen:
     home.mkdir(parents=True, exist_ok=True)
     command = [install_redis(), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(home),
-               "--cluster-enabled", "yes", "--cluster-config-file", str(home / "nodes.conf"),
+               "--cluster-enabled", "yes", "--cluster-port", str(bus_port(port)),
+               "--cluster-config-file", str(home / "nodes.conf"),
                "--cluster-node-timeout", "5000", "--daemonize", "no", "--save", "", "--appendonly", "no",
                "--logfile", str(home / "redis.log")]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -73,8 +82,8 @@ def running_cluster(first_port: int, home: Path) -> Iterator[str]:
     shutil.rmtree(home, ignore_errors=True)
     nodes = [_node(port, home / str(port)) for port in ports]
     try:
-        for port in ports:
-            _wait(lambda port=port: _pings(port), f"port {port}")
+        for port, node in zip(ports, nodes, strict=True):
+            _wait(lambda port=port: _pings(port), f"port {port}", gone=node, log=home / str(port) / "redis.log")
         _create(ports)
         for port in ports:
             _wait(lambda port=port: _cluster_ok(port), f"cluster state on port {port}")
