@@ -1,4 +1,5 @@
-"""Thresholds of the four detectors, in one place so the pipeline, `clout eval` and the docs agree.
+"""Thresholds of the detectors (four per window and the account verdicts), in one place so the
+pipeline, `clout eval` and the docs agree.
 
 The defaults were chosen with `clout eval` (planted anomalies from the synthetic connector injected
 into the real Higgs Twitter week, scored over the pipeline's 1 h / 15 min sliding windows); the
@@ -131,6 +132,39 @@ class MidasConfig:
 
 
 @dataclass(frozen=True)
+class VerdictConfig:
+    """Ramps (human value -> bot value) of the evidence, and the flag threshold. Chosen on the
+    development half of `clout eval` only (docs/anomalies.md has the figures)."""
+
+    threshold: float = 0.05  # what `clout eval` chose on development: lowest with <= 0.4 % FP there
+    window_ms: int = 3_600_000  # verdicts judge the accounts that acted in the window ending at now_ms
+    min_actions: int = 5  # below this an account gets no verdict: no evidence is not suspicion
+    own_min_actions: int = 20  # for the evidence from the account's own record (not from others)
+    census_min_actions: int = 5  # accounts with this many actions count in a target's campaign census
+    amplify_share: tuple[float, float] = (0.7, 0.9)
+    active_days: tuple[float, float] = (2.0, 4.0)
+    steady_actions: tuple[float, float] = (25.0, 60.0)
+    concentration: tuple[float, float] = (0.3, 0.6)  # share of actions to the top-8 targets (guaranteed counts)
+    rhythm_entropy: tuple[float, float] = (0.86, 0.95)  # hour-of-day entropy / log 24
+    hours_active: tuple[float, float] = (18.0, 22.0)
+    spray_targets_share: tuple[float, float] = (0.45, 0.25)  # top-8 share: low = many distinct targets
+    reciprocity: tuple[float, float] = (0.1, 0.02)
+    fresh_days: tuple[float, float] = (3.0, 1.5)  # in-stream age, for accounts seen after the stream began
+    fresh_rate: tuple[float, float] = (15.0, 40.0)  # actions per day since first seen
+    campaign_engagers: tuple[float, float] = (6.0, 15.0)  # accounts engaging the same target repeatedly
+    campaign_share: tuple[float, float] = (0.2, 0.5)  # share of the target's traffic from those accounts
+    campaign_count: tuple[float, float] = (1.0, 3.0)  # the account's own (guaranteed) actions on it
+    campaign_days: tuple[float, float] = (1.0, 2.0)  # days the account engaged it
+    campaign_commit: tuple[float, float] = (0.05, 0.15)  # share of the account's actions on it
+    fast_partners: tuple[float, float] = (2.0, 5.0)  # accounts it amplified within a minute of, twice or more
+    similar_bands: tuple[float, float] = (1.0, 3.0)  # LSH bands of its repeated targets shared with others
+    similar_partners: tuple[float, float] = (1.0, 4.0)  # accounts in its most shared band
+    min_repeated: float = 3.0  # repeated non-celebrity targets before similarity is looked at
+    max_bucket: int = 50  # a band bucket with more accounts is an audience, not a network
+    stream_start_ms: int = -1  # fresh-account evidence only for accounts first seen a day after this
+
+
+@dataclass(frozen=True)
 class Thresholds:
     """Every detector's settings; what the pipeline's DetectAnomalies step takes."""
 
@@ -138,3 +172,4 @@ class Thresholds:
     bot: BotConfig = field(default_factory=BotConfig)
     lockstep: LockstepConfig = field(default_factory=LockstepConfig)
     midas: MidasConfig = field(default_factory=MidasConfig)
+    account: VerdictConfig = field(default_factory=VerdictConfig)

@@ -33,7 +33,7 @@ from clout.model.windows import WindowPolicy, window_id
 
 DAY_MS = 86_400_000
 # Detectors whose flags name fake engagers: their engagement is left out of the clean score.
-ENGAGER_DETECTORS = frozenset({"bot", "lockstep"})
+ENGAGER_DETECTORS = frozenset({"bot", "lockstep", "account"})
 
 
 @dataclass(frozen=True)

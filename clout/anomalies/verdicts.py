@@ -20,7 +20,7 @@ state: replaying a window gives the same flags.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -37,46 +37,14 @@ from clout.anomalies.accounts import (
     popcount32,
     update,
 )
+from clout.anomalies.config import VerdictConfig
 from clout.anomalies.coordination import band_keys, merge_counts
 from clout.anomalies.flag import ACCOUNT_DETECTOR, Flag
 from clout.model.windows import window_id
 
 DETECTOR = ACCOUNT_DETECTOR
-__all__ = ["DETECTOR", "AccountState", "Context", "Summary", "VerdictConfig", "name_key", "scores", "summarise",
-           "update", "verdicts"]
-
-
-@dataclass(frozen=True)
-class VerdictConfig:
-    """Ramps (human value -> bot value) of the evidence, and the flag threshold. Chosen on the
-    development half of `clout eval` only (docs/anomalies.md has the figures)."""
-
-    threshold: float = 0.35  # `clout eval` picks it on development: lowest with <= 0.4 % FP there
-    window_ms: int = HOUR_MS  # verdicts judge the accounts that acted in the window ending at now_ms
-    min_actions: int = 5  # below this an account gets no verdict: no evidence is not suspicion
-    own_min_actions: int = 20  # for the evidence from the account's own record (not from others)
-    census_min_actions: int = 5  # accounts with this many actions count in a target's campaign census
-    amplify_share: tuple[float, float] = (0.7, 0.9)
-    active_days: tuple[float, float] = (2.0, 4.0)
-    steady_actions: tuple[float, float] = (25.0, 60.0)
-    concentration: tuple[float, float] = (0.3, 0.6)  # share of actions to the top-8 targets (guaranteed counts)
-    rhythm_entropy: tuple[float, float] = (0.86, 0.95)  # hour-of-day entropy / log 24
-    hours_active: tuple[float, float] = (18.0, 22.0)
-    spray_targets_share: tuple[float, float] = (0.45, 0.25)  # top-8 share: low = many distinct targets
-    reciprocity: tuple[float, float] = (0.1, 0.02)
-    fresh_days: tuple[float, float] = (3.0, 1.5)  # in-stream age, for accounts seen after the stream began
-    fresh_rate: tuple[float, float] = (15.0, 40.0)  # actions per day since first seen
-    campaign_engagers: tuple[float, float] = (6.0, 15.0)  # accounts engaging the same target repeatedly
-    campaign_share: tuple[float, float] = (0.2, 0.5)  # share of the target's traffic from those accounts
-    campaign_count: tuple[float, float] = (1.0, 3.0)  # the account's own (guaranteed) actions on it
-    campaign_days: tuple[float, float] = (1.0, 2.0)  # days the account engaged it
-    campaign_commit: tuple[float, float] = (0.05, 0.15)  # share of the account's actions on it
-    fast_partners: tuple[float, float] = (2.0, 5.0)  # accounts it amplified within a minute of, twice or more
-    similar_bands: tuple[float, float] = (1.0, 3.0)  # LSH bands of its repeated targets shared with others
-    similar_partners: tuple[float, float] = (1.0, 4.0)  # accounts in its most shared band
-    min_repeated: float = 3.0  # repeated non-celebrity targets before similarity is looked at
-    max_bucket: int = 50  # a band bucket with more accounts is an audience, not a network
-    stream_start_ms: int = -1  # fresh-account evidence only for accounts first seen a day after this
+__all__ = ["DETECTOR", "AccountState", "Candidates", "Context", "Summary", "VerdictConfig", "candidates_of",
+           "flags_of", "judge", "name_key", "scores", "summarise", "update", "verdicts"]
 
 
 # --------------------------------------------------------------------------- cross-shard context
@@ -201,13 +169,14 @@ def features(state: AccountState, rows: np.ndarray, now_ms: int) -> dict[str, np
         "rate": sent / np.maximum(age_days, 0.25),
         "fast": c["fast"].astype(np.float64),
         "minhash": c["minhash"],
+        "top_popularity": state.popularity(c["top_key"].ravel()).reshape(c["top_key"].shape),
     }
 
 
 # --------------------------------------------------------------------------- evidence and verdicts
 
 
-def evidence(f: dict[str, np.ndarray], state: AccountState, context: Context, config: VerdictConfig
+def evidence(f: dict[str, np.ndarray], context: Context, config: VerdictConfig
              ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """(each behaviour's strength in [0, 1] per account, the numbers its reason quotes): products of
     ramps, so every part of a behaviour must hold."""
@@ -216,7 +185,7 @@ def evidence(f: dict[str, np.ndarray], state: AccountState, context: Context, co
     others = (f["sent"] >= cf.min_actions).astype(np.float64)
     steady = ramp(f["active_days"], *cf.active_days) * ramp(f["sent"], *cf.steady_actions)
     fresh_ok = f["first_ms"] >= cf.stream_start_ms + DAY_MS if cf.stream_start_ms >= 0 else np.ones(n, bool)
-    campaign, campaign_numbers = _campaign(f, state, context, cf)
+    campaign, campaign_numbers = _campaign(f, context, cf)
     similar, similar_numbers = _similar(f, context, cf)
     ev = {
         "steady amplification": enough * steady * ramp(f["amplify_share"], *cf.amplify_share)
@@ -234,7 +203,7 @@ def evidence(f: dict[str, np.ndarray], state: AccountState, context: Context, co
     return ev, {**campaign_numbers, **similar_numbers}
 
 
-def _campaign(f: dict[str, np.ndarray], state: AccountState, context: Context, cf: VerdictConfig
+def _campaign(f: dict[str, np.ndarray], context: Context, cf: VerdictConfig
               ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Per account, its strongest top-K target that many accounts engage repeatedly and whose
     traffic is mostly theirs (the target's received events: the replicated count-min), weighted by
@@ -252,7 +221,7 @@ def _campaign(f: dict[str, np.ndarray], state: AccountState, context: Context, c
     k = keys[rows, slots]
     count = np.array([context.campaign[x][0] for x in k.tolist()], dtype=np.float64)
     actions = np.array([context.campaign[x][1] for x in k.tolist()], dtype=np.float64)
-    traffic = actions / np.maximum(state.popularity(k).astype(np.float64), actions)
+    traffic = actions / np.maximum(f["top_popularity"][rows, slots].astype(np.float64), actions)
     own = f["top_counts"][rows, slots]
     ev = (ramp(count, *cf.campaign_engagers) * ramp(traffic, *cf.campaign_share) * ramp(own, *cf.campaign_count)
           * ramp(f["top_days"][rows, slots], *cf.campaign_days) * ramp(own / np.maximum(f["sent"][rows], 1),
@@ -315,26 +284,62 @@ def candidates(state: AccountState, now_ms: int, config: VerdictConfig) -> np.nd
                           & (state.view("sent") >= config.min_actions))
 
 
+@dataclass(frozen=True)
+class Candidates:
+    """A shard's accounts to judge at `now_ms` and their long-horizon numbers: everything a verdict
+    needs from the shard's state, so the judging can happen where every shard's Summary is (the
+    window's scoring step) without the state."""
+
+    now_ms: int
+    names: list[str]
+    features: dict[str, np.ndarray]
+    stream_start_ms: int = -1  # when the shard's stream began: fresh-account evidence only after a day of it
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.features.values()) + sum(len(n) for n in self.names)
+
+
+def candidates_of(state: AccountState, now_ms: int, config: VerdictConfig | None = None,
+                  rows: np.ndarray | None = None) -> Candidates:
+    """The window's candidates (or the accounts at `rows`) with their features, read from the state."""
+    config = config or VerdictConfig()
+    rows = candidates(state, now_ms, config) if rows is None else rows
+    return Candidates(now_ms, [state.names[i] for i in rows.tolist()], features(state, rows, now_ms),
+                      config.stream_start_ms)
+
+
+def judge(found: Candidates, context: Context, config: VerdictConfig | None = None
+          ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(score per candidate, evidence per behaviour, reason numbers): the score is the noisy-or of the
+    behaviours."""
+    config = replace(config or VerdictConfig(), stream_start_ms=found.stream_start_ms)
+    ev, numbers = evidence(found.features, context, config)
+    score = 1.0 - np.prod([1.0 - e for e in ev.values()], axis=0) if len(found) else np.zeros(0)
+    return score, ev, numbers
+
+
 def scores(state: AccountState, now_ms: int, context: Context | None = None, config: VerdictConfig | None = None,
            rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, dict, dict, dict]:
     """(rows, score per row, evidence per behaviour, features, reason numbers) of the window's
-    candidates (or of `rows`): the score is the noisy-or of the behaviours."""
-    config, context = config or VerdictConfig(), context or Context()
-    rows = candidates(state, now_ms, config) if rows is None else rows
-    f = features(state, rows, now_ms)
-    ev, numbers = evidence(f, state, context, config)
-    score = 1.0 - np.prod([1.0 - e for e in ev.values()], axis=0) if len(rows) else np.zeros(0)
-    return rows, score, ev, f, numbers
-
-
-def verdicts(state: AccountState, now_ms: int, context: Context | None = None,
-             config: VerdictConfig | None = None) -> list[Flag]:
-    """Flags (detector "account") for the shard's accounts that acted in the window ending at `now_ms`
-    and whose accumulated score reaches the threshold, with a reason for every behaviour that
-    contributes at least 0.1 and the numbers behind it. Reads the state only."""
+    candidates (or of `rows`)."""
     config = config or VerdictConfig()
-    rows, score, ev, f, numbers = scores(state, now_ms, context, config)
-    window = window_id(now_ms - config.window_ms, now_ms)
+    rows = candidates(state, now_ms, config) if rows is None else rows
+    found = candidates_of(state, now_ms, config, rows)
+    score, ev, numbers = judge(found, context or Context(), config)
+    return rows, score, ev, found.features, numbers
+
+
+def flags_of(found: Candidates, context: Context, config: VerdictConfig | None = None) -> list[Flag]:
+    """Flags (detector "account") for the candidates whose accumulated score reaches the threshold,
+    with a reason for every behaviour that contributes at least 0.1 and the numbers behind it."""
+    config = config or VerdictConfig()
+    score, ev, numbers = judge(found, context, config)
+    f = found.features
+    window = window_id(found.now_ms - config.window_ms, found.now_ms)
     out = []
     for i in np.flatnonzero(score >= config.threshold).tolist():
         reasons = tuple(_reason(b, i, f, numbers) for b, e in ev.items() if e[i] >= 0.1)
@@ -342,6 +347,13 @@ def verdicts(state: AccountState, now_ms: int, context: Context | None = None,
         evidence_numbers.update(actions=float(f["sent"][i]), active_days=float(f["active_days"][i]),
                                 amplify_share=round(float(f["amplify_share"][i]), 4),
                                 top_share=round(float(f["top_share"][i]), 4))
-        out.append(Flag(state.names[int(rows[i])], window, DETECTOR, round(float(score[i]), 4), reasons,
-                        evidence_numbers))
+        out.append(Flag(found.names[i], window, DETECTOR, round(float(score[i]), 4), reasons, evidence_numbers))
     return sorted(out, key=lambda flag: flag.user)
+
+
+def verdicts(state: AccountState, now_ms: int, context: Context | None = None,
+             config: VerdictConfig | None = None) -> list[Flag]:
+    """Flags for the shard's accounts that acted in the window ending at `now_ms` (see flags_of).
+    Reads the state only."""
+    config = config or VerdictConfig()
+    return flags_of(candidates_of(state, now_ms, config), context or Context(), config)

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from clout.anomalies.flag import WINDOW_DETECTORS as DETECTORS
+from clout.anomalies.flag import DETECTORS
 from clout.settings import Settings
 from clout.store.layout import KeyLayout
 

@@ -29,6 +29,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from clout.model.windows import WindowPolicy
 from clout.pipelines.window_scores import REWRITES_END_AFTER_FINAL_MS
+from clout.store.account_snapshots import common_snapshot, drop_snapshots, snapshot_days
 from clout.store.client import RedisTarget, script
 from clout.store.layout import KeyLayout
 
@@ -42,6 +43,7 @@ class StartPlan:
     sealed_ms: int | None
     resumed: bool
     rebuilt: bool = False  # Redis had lost the group's progress: every window is recomputed
+    accounts_from_ms: int | None = None  # the account shards resume from their snapshots of this day
 
     def describe(self) -> str:
         if self.rebuilt:
@@ -51,8 +53,10 @@ class StartPlan:
             return f"fresh start at offsets {self.start_offsets}"
         if self.sealed_ms is None:
             return f"resuming before any result was final: every window again, offsets {self.start_offsets}"
+        accounts = ("account evidence from its snapshot of " + utc_minute(self.accounts_from_ms)
+                    if self.accounts_from_ms is not None else "account evidence rebuilt from the group's first offsets")
         return (f"resuming: results complete up to {utc_minute(self.sealed_ms)}, recomputing windows from "
-                f"{utc_minute(self.horizon_ms)}, offsets {self.start_offsets}")
+                f"{utc_minute(self.horizon_ms)}, {accounts}, offsets {self.start_offsets}")
 
 
 def utc_minute(ms: int) -> str:
@@ -72,11 +76,14 @@ def lost_message(group: str) -> str:
 
 def plan_start(consumer: KafkaConsumer, redis_target: RedisTarget, layout: KeyLayout, topic: str, group: str,
                policy: WindowPolicy, from_beginning: bool, reset: bool = False, context_ms: int = 0,
-               group_committed: bool = False) -> StartPlan:
+               group_committed: bool = False, shards: int = 4) -> StartPlan:
     """Decide start offsets from the group's progress in Redis (or from --from-beginning/--from-latest).
 
     A resumed read starts `context_ms` before the replay horizon: analyses that look back further
-    than a window (bot-likeness, bursts) see the same events as in a run without the restart.
+    than a window (bot-likeness, bursts) see the same events as in a run without the restart. The
+    account evidence looks back over the whole stream: the read starts at the newest day every one
+    of the `shards` account shards has a snapshot of, at or before the horizon, if that is earlier,
+    and from the group's first offsets if there is none.
 
     Progress that Redis lost (`initial` gone, or nothing at all while the group has offsets
     committed in Kafka, `group_committed`) is rebuilt from the beginning of the topic with
@@ -96,12 +103,14 @@ def plan_start(consumer: KafkaConsumer, redis_target: RedisTarget, layout: KeyLa
             raise RedisLost(lost_message(group))
         if lost or not progress:
             client.delete(key)  # a remnant written after the loss (sealed_ms) describes nothing whole
+            drop_snapshots(client, layout, group, shards)  # an earlier run's account state is not this one's
             plan = _fresh_plan(consumer, partitions, from_beginning, rebuilt=lost)
             client.hset(key, mapping={"policy": _policy_text(policy), "initial": orjson.dumps(
                 {str(p): o for p, o in plan.start_offsets.items()}).decode()})
             return plan
         _check_same_policy(progress, policy, group)
-        return _resume_plan(consumer, partitions, progress, policy, context_ms)
+        days = snapshot_days(client, layout, group, shards)
+        return _resume_plan(consumer, partitions, progress, policy, context_ms, days)
     finally:
         client.close()
 
@@ -123,7 +132,7 @@ def _fresh_plan(consumer: KafkaConsumer, partitions: list[TopicPartition], from_
 
 
 def _resume_plan(consumer: KafkaConsumer, partitions: list[TopicPartition], progress: dict[str, str],
-                 policy: WindowPolicy, context_ms: int) -> StartPlan:
+                 policy: WindowPolicy, context_ms: int, snapshot_days: list[set[int]]) -> StartPlan:
     initial = {int(p): o for p, o in orjson.loads(progress["initial"]).items()}
     earliest = consumer.beginning_offsets(partitions)
     floor = {tp.partition: initial.get(tp.partition, earliest[tp]) for tp in partitions}
@@ -131,13 +140,17 @@ def _resume_plan(consumer: KafkaConsumer, partitions: list[TopicPartition], prog
         return StartPlan(floor, None, None, True)
     sealed = int(progress["sealed_ms"])
     horizon = replay_horizon(sealed, policy)
-    at_horizon = consumer.offsets_for_times({tp: max(horizon - context_ms, 0) for tp in partitions})
+    accounts_from = common_snapshot(snapshot_days, horizon)
+    if accounts_from is None:
+        return StartPlan(floor, horizon, sealed, True)
+    read_from = min(horizon - context_ms, accounts_from)
+    at_horizon = consumer.offsets_for_times({tp: max(read_from, 0) for tp in partitions})
     ends = consumer.end_offsets(partitions)
     offsets = {}
     for tp in partitions:
         found = at_horizon.get(tp)
         offsets[tp.partition] = max(floor[tp.partition], found.offset if found else ends[tp])
-    return StartPlan(offsets, horizon, sealed, True)
+    return StartPlan(offsets, horizon, sealed, True, accounts_from_ms=accounts_from)
 
 
 def replay_horizon(sealed_ms: int, policy: WindowPolicy) -> int:

@@ -23,6 +23,7 @@ from clout.anomalies.detect import context_needed_ms
 from clout.influence.scores import InfluenceConfig
 from clout.local.stack import install_prism
 from clout.model.windows import WindowPolicy
+from clout.pipelines.account_verdicts import AccountSnapshots
 from clout.pipelines.aggregates import EngagementCounts
 from clout.pipelines.interactions import ReadInteractions
 from clout.pipelines.recovery import (
@@ -93,7 +94,9 @@ def build_pipeline(pipeline: beam.Pipeline, settings: Settings, config: RunConfi
         redis_target, layout, config.policy, settings.retention_seconds, plan.horizon_ms, single_worker=single)
     results = ResultsConfig(redis_target, layout, config.influence, config.policy, settings.retention_seconds,
                             config.thresholds, settings.kafka_client_config(), settings.flags_topic, config.shards)
-    analysed = events | "WindowGraphs" >> WindowGraphs(results, config.context_ms, plan.horizon_ms, single)
+    snapshots = AccountSnapshots(redis_target, layout, settings.group, settings.retention_seconds,
+                                 plan.accounts_from_ms)
+    analysed = events | "WindowGraphs" >> WindowGraphs(results, config.context_ms, plan.horizon_ms, snapshots, single)
     _ = ((written, analysed) | "WindowEnds" >> beam.Flatten()
          | "RecordProgress" >> RecordProgress(redis_target, layout, settings.group, config.policy))
 
@@ -140,7 +143,7 @@ def run(settings: Settings, config: RunConfig, progress_interval: float = 5.0,
     try:
         plan = plan_start(consumer, RedisTarget.from_settings(settings), KeyLayout(settings.key_prefix),
                           settings.topic, settings.group, config.policy, config.from_beginning, config.reset,
-                          config.context_ms, group_committed=_group_committed(settings))
+                          config.context_ms, group_committed=_group_committed(settings), shards=config.shards)
         print(f"clout run: {plan.describe()}", file=sys.stderr, flush=True)
         if on_plan is not None:
             on_plan(plan)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import apache_beam as beam
@@ -36,8 +36,10 @@ from clout.anomalies.config import Thresholds
 from clout.anomalies.detect import Findings, ShardDetectors, in_order
 from clout.anomalies.flag import Group
 from clout.anomalies.lockstep import recurring_flags
+from clout.anomalies.verdicts import Context, flags_of
 from clout.model.panes import Pane
 from clout.model.windows import WindowPolicy, window_id
+from clout.pipelines.account_verdicts import AccountPane, AccountShards, AccountSnapshots
 from clout.pipelines.sink import CLOSE_GRACE_MS
 from clout.pipelines.slices import SliceChunks
 from clout.pipelines.state_cache import Receipts, cache_for, digest
@@ -45,7 +47,7 @@ from clout.pipelines.window_graph import AccountShardPanes, PaneResult
 from clout.pipelines.window_measures import WINDOW_GRACE_MS, EarlierGroups, MeasuredPane, Measures, MeasureWindows
 from clout.store.window_results import ResultsConfig, ScoredPane, WindowResults
 
-Message = MeasuredPane | PaneResult | EarlierGroups
+Message = MeasuredPane | PaneResult | EarlierGroups | AccountPane
 # How long after its final pane a window's results may still be rewritten: ScoreWindow's close, after
 # the measuring key's grace and the sink's. A restart recomputes windows not closed (recovery.py).
 REWRITES_END_AFTER_FINAL_MS = WINDOW_GRACE_MS + CLOSE_GRACE_MS
@@ -61,12 +63,24 @@ def fullest(messages: Sequence[Any], final_allowed: bool) -> Any | None:
 
 def _identity(message: Message) -> tuple[Any, ...]:
     """Who sent a message and which pane it is: what its receipt names."""
+    if isinstance(message, AccountPane):
+        return ("account", message.shard), message.start_ms, True, len(message.candidates)
     sender = message.key if isinstance(message, PaneResult) else type(message).__name__
     return sender, message.start_ms, message.final, _events(message)
 
 
 def _events(message: Message) -> int:
     return len(message.events) if isinstance(message, MeasuredPane) else message.events
+
+
+def account_flags(messages: Sequence[Message], shards: int, config: Any) -> tuple[list[Any], bool]:
+    """The window's account verdicts, once every shard's AccountPane is in: (flags, whether complete).
+    Every shard's Summary makes the Context; each shard's candidates are judged against it."""
+    panes = {m.shard: m for m in messages if isinstance(m, AccountPane)}
+    if len(panes) < shards:
+        return [], False
+    context = Context.combine([panes[s].summary for s in range(shards)], config)
+    return [f for s in range(shards) for f in flags_of(panes[s].candidates, context, config)], True
 
 
 @dataclass
@@ -105,6 +119,7 @@ class ScoreWindow(beam.DoFn):
         self.single_worker = single_worker
         self.cache_token = uuid.uuid4().hex
         self.memory_ms = int(config.thresholds.lockstep.memory_hours * 3_600_000)
+        self._account_config = replace(config.thresholds.account, window_ms=self.policy.size_ms)
         self.written = Metrics.counter("clout.graph", "panes_written")
         self.rewritten = Metrics.counter("clout.graph", "panes_rewritten_for_late_inputs")
         self.incomplete = Metrics.counter("clout.graph", "panes_missing_a_shard")
@@ -122,8 +137,8 @@ class ScoreWindow(beam.DoFn):
     def process(self, element: tuple[int, Message], key: Any = beam.DoFn.KeyParam,
                 due: Any = beam.DoFn.TimerParam(DUE), gc: Any = beam.DoFn.TimerParam(GC),
                 inbox: Any = beam.DoFn.StateParam(INBOX), receipts: Any = beam.DoFn.StateParam(RECEIPTS),
-                written: Any = beam.DoFn.StateParam(WRITTEN), closed: Any = beam.DoFn.StateParam(CLOSED)
-                ) -> Iterator[int]:
+                written: Any = beam.DoFn.StateParam(WRITTEN), closed: Any = beam.DoFn.StateParam(CLOSED),
+                timestamp: Any = beam.DoFn.TimestampParam) -> Iterator[int]:
         with self._holding(key, inbox, receipts, written, closed) as entry:
             memo: _Inbox = entry.value
             if memo.closed:
@@ -139,6 +154,8 @@ class ScoreWindow(beam.DoFn):
                 due.set(Timestamp(micros=(key + self.policy.size_ms + 1) * 1000))
             elif not memo.written[0]:  # came after the on-time pane: the final pane takes it in
                 due.set(Timestamp(micros=(self._final_at(key) + 1) * 1000))
+            elif isinstance(message, AccountPane):  # the verdicts, a grace after the final pane: write it again
+                due.set(Timestamp(micros=timestamp.micros + 1000))
         # After the window's measuring key has closed (and sent its last pane), the close catches up.
         gc.set(Timestamp(micros=(self._final_at(key) + self.rewrites_end_after_final_ms) * 1000))
         return iter(())
@@ -215,10 +232,14 @@ class ScoreWindow(beam.DoFn):
         groups = [g for m in earlier.values() if m is not None for g in m.groups] + self._groups_before_horizon(start)
         flags = [f for r in shard_results if r is not None for f in r.value]
         flags += recurring_flags(pane.groups, groups, self.config.thresholds.lockstep)
+        # Account verdicts join the final pane: each shard sends its part a processing-lag grace after
+        # the window is final (account_verdicts.py), and the final pane is written again with them.
+        verdicts, complete = account_flags(messages, self.shards, self._account_config) if final else ([], False)
+        flags += verdicts
         findings = Findings(in_order(flags), list(pane.groups.groups))
         used = ((len(pane.events), pane.final),
                 tuple(None if r is None else (r.events, r.final) for r in shard_results),
-                tuple((w, None if m is None else (m.events, m.final)) for w, m in earlier.items()))
+                tuple((w, None if m is None else (m.events, m.final)) for w, m in earlier.items()), complete)
         end = start + self.policy.size_ms
         return ScoredPane(start, end, final, pane.events, pane.raw, findings), used
 
@@ -256,10 +277,11 @@ class WindowGraphs(beam.PTransform):
     emits the end (ms) of each window a pane was written for."""
 
     def __init__(self, config: ResultsConfig, context_ms: int, horizon_ms: int | None,
-                 single_worker: bool = False,
+                 snapshots: AccountSnapshots, single_worker: bool = False,
                  results_factory: Callable[[ResultsConfig], WindowResults] = WindowResults) -> None:
         super().__init__()
         self.config = config
+        self.snapshots = snapshots
         self.results_factory = results_factory
         self.context_ms = context_ms
         self.horizon_ms = horizon_ms
@@ -276,7 +298,9 @@ class WindowGraphs(beam.PTransform):
             policy, self.context_ms, self.horizon_ms, ShardFindings(config.thresholds, policy, shards), shards,
             self.single_worker)
             | "ByWindow" >> beam.Map(lambda result: (result.start_ms, result)).with_output_types(tuple[int, Any]))
-        return ((measured, judged) | "Inputs" >> beam.Flatten()
+        accounts = chunks | "FoldAccountShards" >> AccountShards(
+            policy, config.thresholds.account, shards, self.snapshots, self.horizon_ms, self.single_worker)
+        return ((measured, judged, accounts) | "Inputs" >> beam.Flatten()
                 | "ScoreWindow" >> beam.ParDo(ScoreWindow(config, shards, self.horizon_ms, self.results_factory,
                                                          single_worker=self.single_worker))
                 .with_input_types(tuple[int, Any]))

@@ -64,7 +64,7 @@ class Flag(Stored):
 
     user: str
     window: str
-    detector: str = Field(description="burst | bot | lockstep | microcluster")
+    detector: str = Field(description="burst | bot | lockstep | microcluster | account")
     score: float = Field(description="0..1")
     reasons: list[str] = Field(default_factory=list)
     evidence: dict[str, float] = Field(default_factory=dict)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from clout.anomalies.flag import WINDOW_DETECTORS
+from clout.anomalies.flag import DETECTORS as _DETECTORS
 from clout.schemas.ids import ACCOUNT_ID as _ID
 from clout.schemas.ids import ACCOUNT_RULE as ID_RULE
 from clout.schemas.ids import MAX_ID_LENGTH as MAX_ID_LENGTH  # re-exported: the routes declare it
@@ -31,8 +31,8 @@ PLATFORM_PATTERN = f"^{_PLATFORM}$"
 WINDOW_RULE = "must be a window id <start>-<end> in epoch seconds"
 RULES = {"user": ID_RULE, "group": ID_RULE, "window": f"{WINDOW_RULE} or 'latest'", "platform": PLATFORM_RULE}
 
-DETECTORS: tuple[str, ...] = WINDOW_DETECTORS  # what Redis holds per window
-Detector = Literal[WINDOW_DETECTORS]  # type: ignore[valid-type]
+DETECTORS: tuple[str, ...] = _DETECTORS  # what Redis holds per window (the account verdicts among them)
+Detector = Literal[_DETECTORS]  # type: ignore[valid-type]
 Board = Literal["score", "clean", "received", "engagers"]
 BOARDS: tuple[str, ...] = ("score", "clean", "received", "engagers")
 

@@ -23,8 +23,7 @@ import orjson
 from kafka import KafkaProducer
 
 from clout.anomalies.detect import Findings
-from clout.anomalies.flag import WINDOW_DETECTORS as DETECTORS
-from clout.anomalies.flag import Flag, Group
+from clout.anomalies.flag import DETECTORS, Flag, Group
 from clout.store.client import SyncClient, script
 from clout.store.layout import KeyLayout
 

@@ -19,6 +19,7 @@ single-key commands, pipelined without a transaction. Ids inside a tag never con
 | `clout:v1:win:{<window>}:lb:received` | sorted set | member: user; score: interactions received |
 | `clout:v1:win:{<window>}:lb:engagers` | sorted set | member: user; score: distinct engagers |
 | `clout:v1:progress:{<group>}` | hash | pipeline bookkeeping for restarts (not for readers) |
+| `clout:v1:accounts:{<group>}:<shards>:<shard>` | hash | field: day boundary (ms) the account shard's state is folded through; value: the state (zlib); the newest 3 days (bookkeeping for restarts) |
 | `clout:v1:announced:{clout:v1:flags:stream}:<window>` | set | `<detector>:<user>` of the window's flags already announced (bookkeeping; in the stream's slot) |
 | `clout:v1:scored` | sorted set | windows with influence and flags written (on-time pane or later), scored by end; newest = the latest complete window |
 | `clout:v1:win:{<window>}:influence` | hash | field: user who received engagement; value: JSON influence (below); anyone else scores 1 |
@@ -45,7 +46,7 @@ Influence JSON: `{"score": 1..100, "reach": n, "amplification": 0..1, "network":
 "parts": {"reach": 0..1, "amplification": 0..1, "network": 0..1}, "rank": n, "percentile": 0..100,
 "platform": str, "clean_score": 1..100 | null, "final": bool}` (formulas in docs/influence.md).
 
-Flag JSON: `{"user": str, "window": id, "detector": "burst" | "bot" | "lockstep" | "microcluster",
+Flag JSON: `{"user": str, "window": id, "detector": "burst" | "bot" | "lockstep" | "microcluster" | "account",
 "score": 0..1, "reasons": [str], "evidence": {name: number}, "group": id | null}`.
 Group JSON: `{"id": str, "window": id, "members": [user], "targets": [user], "synchrony": 0..1,
 "score": 0..1}`. Every new flag is also published to the Kafka topic `flags` (key: user).
@@ -86,6 +87,10 @@ class KeyLayout:
 
     def progress(self, group: str) -> str:
         return f"{self.root}:progress:{{{group}}}"
+
+    def account_snapshots(self, group: str, shards: int, shard: int) -> str:
+        """One account shard's state snapshots (bookkeeping for restarts, not for readers)."""
+        return f"{self.root}:accounts:{{{group}}}:{shards}:{shard}"
 
     def influence(self, window: str) -> str:
         return f"{self.root}:win:{{{window}}}:influence"

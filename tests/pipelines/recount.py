@@ -146,7 +146,7 @@ def snapshot(client: redis.Redis, prefix: str) -> dict[str, object]:
     for key in client.scan_iter(match=f"{prefix}:*", count=10_000):
         name = key.decode()[len(prefix):]
         kind = client.type(key).decode()
-        if ":progress:" in name or ":announced:" in name:
+        if ":progress:" in name or ":announced:" in name or ":accounts:" in name:
             continue  # bookkeeping: names a group or a process; which flags were announced follows pane order
         if kind == "hash":
             out[name] = client.hgetall(key)

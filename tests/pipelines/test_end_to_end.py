@@ -29,6 +29,7 @@ from recount import (
 )
 from scipy.stats import spearmanr
 
+from clout.anomalies.flag import DETECTORS
 from clout.connectors.file import read_source
 from clout.connectors.publisher import Publisher
 from clout.connectors.replay import replay
@@ -217,11 +218,31 @@ def test_restart_after_sigkill_equals_an_uninterrupted_run(higgs_start_topic: Se
     # announcement (stream) and a user's newest flag record follow the order panes came in, which
     # Prism's processing lag can change; for those the test checks what holds whatever the order.
     order_dependent = (":flags", ":flags:stream", ":announced")
-    exact = sorted(key for key in expected if not key.endswith(order_dependent))
-    assert exact == sorted(key for key in got if not key.endswith(order_dependent))
-    assert [key for key in exact if expected[key] != got[key]][:5] == []
+    exact = {key for key in expected if not key.endswith(order_dependent)}
+    restarted = {key for key in got if not key.endswith(order_dependent)}
+    assert (sorted(exact - restarted)[:20], sorted(restarted - exact)[:20]) == ([], [])  # (only before, only after)
+    assert [key for key in sorted(exact) if expected[key] != got[key]][:5] == []
+    assert_same_account_snapshots(client, reference, redis_client, mine)
     for prefix in (reference.key_prefix, mine.key_prefix):
         assert_every_final_flag_announced_once(redis_client if prefix == mine.key_prefix else client, prefix)
+
+
+def account_snapshots(client: redis.Redis, settings: Settings) -> dict[str, dict[bytes, bytes]]:
+    """Each account shard's snapshots (`<shards>:<shard>` -> day -> bytes) of the run's group."""
+    head = f"{settings.key_prefix}:v1:accounts:{{{settings.group}}}:"
+    return {key.decode()[len(head):]: client.hgetall(key) for key in client.scan_iter(match=head + "*")}
+
+
+def assert_same_account_snapshots(client: redis.Redis, reference: Settings, other_client: redis.Redis,
+                                  other: Settings) -> None:
+    """The restarted run's account state, snapshot by snapshot, is the uninterrupted run's: the
+    restart resumed from one of them and folded the same slices after it."""
+    expected, got = account_snapshots(client, reference), account_snapshots(other_client, other)
+    assert expected and sorted(expected) == sorted(got)
+    for shard, days in expected.items():
+        common = set(days) & set(got[shard])
+        assert common, shard
+        assert [day for day in sorted(common) if days[day] != got[shard][day]] == [], shard
 
 
 def assert_every_final_flag_announced_once(client: redis.Redis, prefix: str) -> None:
@@ -230,7 +251,7 @@ def assert_every_final_flag_announced_once(client: redis.Redis, prefix: str) -> 
     assert len(keys) == len(set(keys)), "a flag was announced twice"
     final = set()
     for window in (w.decode() for w in client.zrange(f"{prefix}:v1:scored", 0, -1)):
-        for detector in ("burst", "bot", "lockstep", "microcluster"):
+        for detector in DETECTORS:
             final |= {(window, detector, u.decode())
                       for u in client.zrange(f"{prefix}:v1:win:{{{window}}}:flagged:{detector}", 0, -1)}
     assert final and final <= set(keys)

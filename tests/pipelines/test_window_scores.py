@@ -1,11 +1,13 @@
 """WindowGraphs under TestStream: windows measured on keys of their own and accounts judged by shard
 give, for every window, exactly what one process analysing the whole graph in order finds: the
 same raw influence, the same flags (bots, bursts, microclusters from the shards; lockstep with the
-earlier windows' groups) and the same groups."""
+earlier windows' groups; the account verdicts from each shard's state folded slice by slice) and
+the same groups."""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -13,9 +15,11 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.test_stream import TestStream
 from apache_beam.transforms.window import TimestampedValue
 
+from clout.anomalies.accounts import AccountState, update
 from clout.anomalies.config import Thresholds
 from clout.anomalies.detect import ShardDetectors, in_order
 from clout.anomalies.lockstep import find_lockstep
+from clout.anomalies.verdicts import Context, candidates_of, flags_of, summarise
 from clout.connectors.synthetic import SyntheticConfig, SyntheticStream
 from clout.influence.scores import InfluenceConfig, window_influence
 from clout.model.columns import canonical, from_events
@@ -23,6 +27,7 @@ from clout.model.events import Event
 from clout.model.kinds import KIND_INDEX
 from clout.model.panes import Pane
 from clout.model.windows import WindowPolicy, parse_window_id, window_id
+from clout.pipelines.account_verdicts import AccountSnapshots
 from clout.pipelines.decode import EventBatch
 from clout.pipelines.run import prism_args
 from clout.pipelines.window_scores import WindowGraphs
@@ -73,7 +78,8 @@ def run_pipeline(events: list[Event]) -> list[ScoredPane]:
     # window's scoring could fire before the shards' verdicts reach it.
     options = PipelineOptions(["--streaming", *prism_args(Settings())])
     with TestPipeline(options=options) as p:
-        _ = (p | stream | WindowGraphs(config, 25 * 3_600_000, None, True, results_factory=Recorder(token)))
+        _ = (p | stream | WindowGraphs(config, 25 * 3_600_000, None, AccountSnapshots(None), True,
+                                           results_factory=Recorder(token)))
     return shared(token, list)
 
 
@@ -81,6 +87,8 @@ def reference(events: list[Event]) -> dict[str, tuple[Any, ...]]:
     """Every window analysed in order by one process over the whole graph (each shard's detectors see
     every event; MIDAS-R keeps one sketch per target shard, as in the pipeline)."""
     detectors = [ShardDetectors(THRESHOLDS, POLICY, shard, SHARDS) for shard in range(SHARDS)]
+    accounts = [AccountState.empty(shard, SHARDS) for shard in range(SHARDS)]
+    folded = -(2**62)
     first = events[0].ts - events[0].ts % POLICY.slice_ms - POLICY.size_ms + POLICY.slice_ms
     last = events[-1].ts - events[-1].ts % POLICY.slice_ms
     out, earlier = {}, []
@@ -97,11 +105,25 @@ def reference(events: list[Event]) -> dict[str, tuple[Any, ...]]:
         wid = window_id(start, end)
         pane = Pane(start, end, window, slices, final=True, changed=True)
         flags = [f for shard in detectors for f in shard.find(pane)]
+        for s in sorted(s for s in slices if folded <= s < end):
+            for state in accounts:
+                update(state, slices[s])
+        folded = end
+        flags += account_verdicts(accounts, end)
         memory = [g for g in earlier if parse_window_id(g.window)[0] >= start - 24 * 3_600_000]
         lockstep = find_lockstep(window.events(), wid, THRESHOLDS.lockstep, memory)
         earlier += lockstep.groups
         out[wid] = (window_influence(window, InfluenceConfig()), in_order(flags + lockstep.flags), lockstep.groups)
     return out
+
+
+def account_verdicts(states: list[AccountState], end: int) -> list[Any]:
+    """Every shard's account verdicts at a window's end, against the Context of all their summaries."""
+    configs = [replace(THRESHOLDS.account, window_ms=POLICY.size_ms, stream_start_ms=int(s.view("first_ms").min()))
+               for s in states]
+    context = Context.combine([summarise(s, end, c) for s, c in zip(states, configs, strict=True)],
+                              THRESHOLDS.account)
+    return [f for s, c in zip(states, configs, strict=True) for f in flags_of(candidates_of(s, end, c), context, c)]
 
 
 def test_sharded_window_analysis_equals_one_process_over_the_whole_graph() -> None:
@@ -118,3 +140,4 @@ def test_sharded_window_analysis_equals_one_process_over_the_whole_graph() -> No
         assert pane.findings.groups == groups, wid
         flagged += len(flags)
     assert flagged > 0  # the planted bots, ring and purchased burst are found somewhere
+    assert any(f.detector == "account" for _, flags, _ in expected.values() for f in flags)

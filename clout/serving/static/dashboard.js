@@ -112,7 +112,7 @@ function emptyRow(columns, text) {
 }
 
 function renderFlags(flagged) {
-  const filters = ["", "burst", "bot", "lockstep", "microcluster"].map((name) =>
+  const filters = ["", "burst", "bot", "lockstep", "microcluster", "account"].map((name) =>
     el("button", {type: "button", class: name === state.detector ? "chip on" : "chip",
                   onclick: () => { state.detector = name; writeHash(); refresh(); }}, name || "all"));
   $("detector-filter").replaceChildren(...filters);
