@@ -125,7 +125,7 @@ class FoldAccounts(beam.DoFn):
         self.folded = Metrics.counter("clout.accounts", "slices_folded")
         self.late = Metrics.counter("clout.accounts", "chunks_after_fold")
         self.dropped = Metrics.counter("clout.accounts", "chunks_before_snapshot_dropped")
-        self.rebuilds = Metrics.counter("clout.accounts", "cache_rebuilds")
+        self.rebuilds = Metrics.counter("clout.accounts", "account_cache_rebuilds")
         self.snapshots_written = Metrics.counter("clout.accounts", "snapshots_written")
 
     def setup(self) -> None:
