@@ -97,12 +97,13 @@ CASES: list[tuple[str, bytes, Reason | None]] = [
 # account rule, window ids are `<start>-<end>`.
 _ACCOUNT_TAG = r"\{[^\s{}*?\[\]\\\x00-\x1f\x7f-\x9f]{1,128}\}"
 _WINDOW_KEYS = (r"activity|lb:received|lb:engagers|lb:score|lb:score:platform:[A-Za-z0-9_.:\-]{1,64}|lb:clean|"
-                r"influence|meta|flagged|flagged:(?:burst|bot|lockstep|microcluster)|groups")
+                r"influence|meta|flagged|flagged:(?:burst|bot|lockstep|microcluster|account)|groups")
 
 
 def layout_key(prefix: str) -> re.Pattern[str]:
     return re.compile(
         rf"{re.escape(prefix)}:v1:(?:windows|scored|flags:stream|progress:\{{[^{{}}]+\}}"
+        rf"|accounts:\{{[^{{}}]+\}}:[0-9]{{1,6}}:[0-9]{{1,6}}"
         rf"|announced:\{{{re.escape(prefix)}:v1:flags:stream\}}:[0-9]{{1,12}}-[0-9]{{1,12}}"
         rf"|win:\{{[0-9]{{1,12}}-[0-9]{{1,12}}\}}:(?:{_WINDOW_KEYS})"
         rf"|user:{_ACCOUNT_TAG}:(?:latest|history|flags)|group:{_ACCOUNT_TAG})")

@@ -152,7 +152,7 @@ def monitor(settings) -> Iterator[Monitor]:
 def layout_key_shapes(layout: KeyLayout) -> re.Pattern[str]:
     """Every key shape of layout v1, from KeyLayout's own methods with placeholders filled by patterns."""
     window, name = r"[0-9]{1,12}-[0-9]{1,12}", r"[^\s{}*?\[\]\\\x00-\x1f\x7f-\x9f]{1,128}"
-    detector, platform = "(?:burst|bot|lockstep|microcluster)", r"[A-Za-z0-9_.:\-]{1,64}"
+    detector, platform = "(?:burst|bot|lockstep|microcluster|account)", r"[A-Za-z0-9_.:\-]{1,64}"
     metric = "(?:received|engagers|score|clean)"
     marks = {"\x01": window, "\x02": name, "\x03": detector, "\x04": platform, "\x05": metric}
     shapes = [layout.windows(), layout.scored_windows(), layout.activity("\x01"), layout.leaderboard("\x01", "\x05"),
