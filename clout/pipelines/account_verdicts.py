@@ -230,7 +230,7 @@ class FoldAccounts(beam.DoFn):
             receipts[bag].clear()
             entry.receipts = Receipts(entry.receipts.count - held.count, entry.receipts.xor ^ held.xor)
             memo.bag_receipts[bag], memo.bag_days[bag] = Receipts(), set()
-        memo.seen = {c for fold_at, chunks in memo.pending.items() for c in chunks} | {
+        memo.seen = {c for chunks in memo.pending.values() for c in chunks} | {
             c for c in memo.seen if c[1] >= through - self.policy.size_ms}
 
     # --- state -------------------------------------------------------------------------------------
@@ -282,10 +282,9 @@ class FoldAccounts(beam.DoFn):
                     memo.bag_days[bag].add(item[2] // DAY_MS)
         memo.folded_ms = reported
         for chunk_id, slice_start, fold_at, events in chunks:
-            if fold_at < memo.snapshot_ms:
-                memo.seen.add(chunk_id)  # in the snapshot already
-                continue
             memo.seen.add(chunk_id)
+            if fold_at < memo.snapshot_ms:
+                continue  # in the snapshot already
             memo.pending.setdefault(fold_at, {})[chunk_id] = events
             memo.ends.update(e for e in self._window_ends(slice_start) if e > reported)
         folded_to, memo.folded_ms = memo.folded_ms, memo.snapshot_ms
